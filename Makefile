@@ -1,0 +1,57 @@
+# eddy — Kafka Streams as one small C program with Lua jobs.
+# make deps | make | make run | make test | make bench | make install PREFIX=...
+
+PREFIX   ?= /usr/local
+CC       ?= cc
+PKGS      = rdkafka luajit lmdb
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE
+CFLAGS   += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+LDFLAGS  += -Wl,-E          # export eddy_* symbols to LuaJIT's ffi.C
+
+DEB_PKGS  = librdkafka-dev libluajit-5.1-dev luajit liblmdb-dev lua-busted lua-cjson \
+            kcat python3-confluent-kafka pkg-config
+
+SRCS := $(filter-out host/main.c,$(wildcard host/eddy_*.c))
+OBJS := $(SRCS:host/%.c=build/%.o)
+TESTS := $(patsubst host/test/%.c,build/test/%,$(wildcard host/test/t_*.c))
+
+.PHONY: all deps run test check spec bench install clean
+
+all: deps build/eddy
+
+deps:
+	@sh tools/deps.sh $(DEB_PKGS)
+
+build/%.o: host/%.c host/*.h | build
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+build/eddy: build/main.o $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+build:
+	@mkdir -p build/test
+
+build/test/%: host/test/%.c $(OBJS) host/test/testhelp.h | build
+	$(CC) $(CFLAGS) -Ihost $(LDFLAGS) -o $@ $< $(OBJS) $(LDLIBS)
+
+run: all
+	@sh scripts/demo.sh
+
+check: all $(TESTS)
+	@sh tools/run-ctests.sh $(TESTS)
+
+test: all $(TESTS)
+	@sh tools/test.sh $(TESTS)
+
+bench: all
+	@sh bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/eddy/lua/eddy
+	install -m 755 build/eddy $(DESTDIR)$(PREFIX)/bin/eddy
+	install -m 644 lua/eddy/*.lua $(DESTDIR)$(PREFIX)/share/eddy/lua/eddy/
+
+clean:
+	rm -rf build

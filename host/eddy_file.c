@@ -1,0 +1,228 @@
+/*
+ * eddy_file — the file source (see eddy_file.h). Lines are parsed in place in
+ * one read buffer; a batch's records borrow that buffer until it is processed.
+ */
+#include "eddy_file.h"
+#include "eddy.h"
+#include "eddy_envelope.h"
+#include "eddy_log.h"
+#include "eddy_murmur2.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define READ_CHUNK   (1 << 20)
+#define BATCH_MAX    8192
+
+typedef struct reader {
+    eddy_runner *runner;
+    eddy_job    *job;
+    eddy_batch  *batch;
+    const eddy_file_conf *conf;
+    eddy_envelope env;
+    int64_t     *next_offset;     /* per partition */
+    int32_t      npart;
+    uint32_t     rr;              /* round robin for null keys */
+    eddy_buf     scratch;         /* the raw line, kept for the DLQ */
+} reader;
+
+static int64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static int64_t take_offset(reader *rd, int32_t partition, int64_t given)
+{
+    if (partition >= rd->npart) {
+        int32_t n = partition + 1;
+        int64_t *p = realloc(rd->next_offset, sizeof(int64_t) * (size_t)n);
+        if (!p) {
+            abort();
+        }
+        memset(p + rd->npart, 0, sizeof(int64_t) * (size_t)(n - rd->npart));
+        rd->next_offset = p;
+        rd->npart = n;
+    }
+    if (given >= 0) {
+        rd->next_offset[partition] = given + 1;
+        return given;
+    }
+    return rd->next_offset[partition]++;
+}
+
+static int32_t pick_partition(reader *rd, const char *key, ssize_t klen)
+{
+    if (klen >= 0) {
+        return eddy_murmur2_partition(key, (size_t)klen, rd->conf->partitions);
+    }
+    return (int32_t)(rd->rr++ % (uint32_t)rd->conf->partitions);
+}
+
+static int flush_batch(reader *rd)
+{
+    if (rd->batch->n == 0) {
+        return 0;
+    }
+    int rc = eddy_runner_process(rd->runner);
+    eddy_batch_reset(rd->batch);
+    return rc;
+}
+
+static int one_line(reader *rd, char *line, size_t len, int64_t lineno)
+{
+    if (len && line[len - 1] == '\r') {
+        len--;
+    }
+    if (rd->conf->lines) {
+        int32_t p = pick_partition(rd, NULL, -1);
+        eddy_batch_add(rd->batch, 0, p, take_offset(rd, p, -1), now_ms(), NULL, -1, line,
+                       (int32_t)len);
+        return 0;
+    }
+    size_t i = 0;
+    while (i < len && (line[i] == ' ' || line[i] == '\t')) {
+        i++;
+    }
+    if (i == len) {
+        return 0;                    /* a blank line */
+    }
+    int escaped = memchr(line, '\\', len) != NULL;
+    if (escaped) {                   /* parsing unescapes in place: keep the raw line */
+        eddy_buf_reset(&rd->scratch);
+        eddy_buf_append(&rd->scratch, line, len);
+    }
+    char err[256];
+    eddy_envelope *env = &rd->env;
+    int source = 0;
+    int rc = eddy_envelope_parse(env, line, len, err, sizeof err);
+    if (rc == 0 && env->topic) {
+        source = eddy_job_source_index(rd->job, env->topic, env->topic_len);
+        if (source < 0) {
+            snprintf(err, sizeof err, "topic \"%.*s\" is not a source of this job",
+                     (int)env->topic_len, env->topic);
+            rc = EDDY_EPARSE;
+        }
+    }
+    if (rc == 0 && (len > INT32_MAX || env->payload_len > INT32_MAX)) {
+        snprintf(err, sizeof err, "record too large");
+        rc = EDDY_EPARSE;
+    }
+    if (rc) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "input line %lld: %s", (long long)lineno, err);
+        const char *raw = escaped ? rd->scratch.data : line;
+        if ((rc = flush_batch(rd))) {        /* keep the order of outcomes */
+            return rc;
+        }
+        return eddy_runner_bad_input(rd->runner, eddy_job_source(rd->job, 0), -1, lineno - 1,
+                                     now_ms(), NULL, -1, raw, (ssize_t)len, "envelope", msg);
+    }
+    int32_t p = env->partition >= 0 ? env->partition : pick_partition(rd, env->key, env->key_len);
+    eddy_batch_add(rd->batch, source, p, take_offset(rd, p, env->offset),
+                   env->has_ts ? env->ts : now_ms(), env->key, (int32_t)env->key_len,
+                   env->payload, (int32_t)env->payload_len);
+    for (int h = 0; h < env->nheaders; h++) {
+        eddy_header *eh = &env->headers[h];
+        eddy_batch_add_header(rd->batch, eh->name, (int32_t)eh->name_len, eh->value,
+                              (int32_t)eh->value_len);
+    }
+    return 0;
+}
+
+int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf,
+                  char *errstr, size_t errstr_size)
+{
+    int fd = 0;
+    int rc = 0;
+    if (strcmp(conf->input, "-") != 0) {
+        fd = open(conf->input, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rc = errno;
+            snprintf(errstr, errstr_size, "cannot open %s: %s", conf->input, strerror(rc));
+            return rc;
+        }
+    }
+    reader rd = {.runner = runner, .job = job, .batch = eddy_job_batch(job), .conf = conf};
+    size_t cap = READ_CHUNK * 2, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        rc = EDDY_ENOMEM;
+        goto done;
+    }
+    int64_t lineno = 0;
+    int eof = 0;
+    eddy_batch_reset(rd.batch);
+    while (!eof && !*conf->stop) {
+        if (cap - len < READ_CHUNK) {
+            size_t ncap = cap * 2;
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                rc = EDDY_ENOMEM;
+                goto done;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t n = read(fd, buf + len, cap - len - 1);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            rc = errno;
+            snprintf(errstr, errstr_size, "reading %s: %s", conf->input, strerror(rc));
+            goto done;
+        }
+        if (n == 0) {
+            eof = 1;
+            if (len > 0 && buf[len - 1] != '\n') {
+                buf[len++] = '\n';       /* the last line has no newline */
+            }
+        }
+        len += (size_t)n;
+        size_t pos = 0;
+        for (;;) {
+            char *nl = memchr(buf + pos, '\n', len - pos);
+            if (!nl) {
+                break;
+            }
+            size_t llen = (size_t)(nl - (buf + pos));
+            lineno++;
+            if ((rc = one_line(&rd, buf + pos, llen, lineno))) {
+                goto stopped;
+            }
+            pos += llen + 1;
+            if (rd.batch->n >= BATCH_MAX && (rc = flush_batch(&rd))) {
+                goto stopped;
+            }
+        }
+        if ((rc = flush_batch(&rd))) {
+            goto stopped;
+        }
+        memmove(buf, buf + pos, len - pos);
+        len -= pos;
+    }
+    goto done;
+
+stopped:
+    if (rc == EDDY_ESCRIPT) {
+        snprintf(errstr, errstr_size, "%s", eddy_runner_error(runner));
+    } else {
+        snprintf(errstr, errstr_size, "writing output: %s", eddy_strerror(rc));
+    }
+done:
+    free(buf);
+    free(rd.next_offset);
+    eddy_envelope_free(&rd.env);
+    eddy_buf_free(&rd.scratch);
+    if (fd > 0) {
+        close(fd);
+    }
+    return rc;
+}

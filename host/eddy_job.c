@@ -1,0 +1,320 @@
+/*
+ * eddy_job — a job generation: lua_State, topology, compiled pipeline (see eddy_job.h).
+ * Shaped like lua.c's pmain/docall: host setup runs in one protected call,
+ * every call into user code has a message handler that adds the script line.
+ */
+#include "eddy_job.h"
+#include "eddy.h"
+#include "eddy_log.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_TOPICS 256
+
+struct eddy_job {
+    lua_State  *L;
+    eddy_batch *batch;
+    int         run_ref;        /* the batch loop, function(start) */
+    int         opts_ref;       /* the eddy.job{...} options table */
+    char       *name;
+    char       *on_error;
+    char       *describe;
+    char       *script;
+    char       *sources[MAX_TOPICS];
+    int         nsources;
+    char       *sinks[MAX_TOPICS];
+    int         nsinks;
+    char        optbuf[512];
+};
+
+static const char script_key = 'k';   /* registry: the script's path */
+
+/* Message handler: [-1, +1]. Turns the error into a string naming the first
+ * script frame when the message does not already, and appends a traceback
+ * (kept out of DLQ headers by cutting at the first newline). */
+static int msghandler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+            msg = lua_tostring(L, -1);
+        } else {
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+        }
+    }
+    lua_pushlightuserdata(L, (void *)&script_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    const char *script = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    /* Find the innermost frame in a user file (not eddy's own modules). */
+    lua_Debug ar;
+    char where[512] = "";
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0 || ar.source[0] != '@') {
+            continue;
+        }
+        if (strstr(ar.source, "/eddy/") && !(script && strcmp(ar.source + 1, script) == 0)) {
+            continue;    /* one of eddy's modules */
+        }
+        snprintf(where, sizeof where, "%s:%d", ar.short_src, ar.currentline);
+        break;
+    }
+    if (where[0] && !strstr(msg, where)) {
+        msg = lua_pushfstring(L, "%s (at %s)", msg, where);
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Push the message handler, then call the function below it with nargs. */
+static int pcall(lua_State *L, int nargs, int nresults)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    int rc = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);
+    return rc;
+}
+
+/* Copy the first line of the error on top of the stack. */
+static void errline(lua_State *L, char *out, size_t size)
+{
+    const char *msg = lua_tostring(L, -1);
+    if (!msg) {
+        msg = "unknown error";
+    }
+    size_t n = strcspn(msg, "\n");
+    if (n >= size) {
+        n = size - 1;
+    }
+    memcpy(out, msg, n);
+    out[n] = '\0';
+}
+
+static char *strdup_or_die(const char *s)
+{
+    char *p = strdup(s ? s : "");
+    if (!p) {
+        abort();
+    }
+    return p;
+}
+
+static void set_paths(lua_State *L, const char *lua_dir, const char *script)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", script);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = '\0';
+    } else {
+        strcpy(dir, ".");
+    }
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;%s",
+                    lua_dir, lua_dir, dir, dir, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
+
+/* Read a list of strings at field @p field of the table on top. */
+static int read_list(lua_State *L, const char *field, char **out, int *n,
+                     char *errstr, size_t errstr_size)
+{
+    lua_getfield(L, -1, field);
+    int len = (int)lua_objlen(L, -1);
+    if (len > MAX_TOPICS) {
+        snprintf(errstr, errstr_size, "too many %s (at most %d)", field, MAX_TOPICS);
+        lua_pop(L, 1);
+        return EDDY_ETOPO;
+    }
+    for (int i = 1; i <= len; i++) {
+        lua_rawgeti(L, -1, i);
+        out[(*n)++] = strdup_or_die(lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
+                  char *errstr, size_t errstr_size)
+{
+    int rc = EDDY_ESCRIPT;
+    eddy_job *job = calloc(1, sizeof(*job));
+    if (!job) {
+        return EDDY_ENOMEM;
+    }
+    job->run_ref = job->opts_ref = LUA_NOREF;
+    job->script = strdup_or_die(script);
+    if ((rc = eddy_batch_new(&job->batch))) {
+        goto err;
+    }
+    rc = EDDY_ESCRIPT;
+    job->L = luaL_newstate();
+    if (!job->L) {
+        snprintf(errstr, errstr_size, "cannot create a Lua state (out of memory)");
+        goto err;
+    }
+    lua_State *L = job->L;
+    luaL_openlibs(L);
+    lua_pushlightuserdata(L, (void *)&script_key);
+    lua_pushstring(L, script);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    set_paths(L, lua_dir, script);
+
+    /* 1. the script, which returns a job */
+    if (luaL_loadfile(L, script) != 0) {
+        errline(L, errstr, errstr_size);
+        goto err;
+    }
+    if (pcall(L, 0, 1) != 0) {
+        errline(L, errstr, errstr_size);
+        goto err;
+    }
+    /* 2. eddy.runtime.prepare(job, batch) -> topology with run */
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "eddy.runtime");
+    if (pcall(L, 1, 1) != 0) {
+        errline(L, errstr, errstr_size);
+        goto err;
+    }
+    lua_getfield(L, -1, "prepare");
+    lua_remove(L, -2);
+    lua_insert(L, -2);                           /* prepare, job */
+    lua_pushlightuserdata(L, job->batch);
+    if (pcall(L, 2, 1) != 0) {
+        char msg[1024];
+        errline(L, msg, sizeof msg);
+        snprintf(errstr, errstr_size, "%s: %s", script, msg);
+        rc = EDDY_ETOPO;
+        goto err;
+    }
+    /* 3. read the topology */
+    lua_getfield(L, -1, "name");
+    job->name = strdup_or_die(lua_tostring(L, -1));
+    lua_getfield(L, -2, "on_error");
+    job->on_error = strdup_or_die(lua_tostring(L, -1));
+    lua_getfield(L, -3, "describe");
+    job->describe = strdup_or_die(lua_tostring(L, -1));
+    lua_pop(L, 3);
+    if ((rc = read_list(L, "sources", job->sources, &job->nsources, errstr, errstr_size)) ||
+        (rc = read_list(L, "sinks", job->sinks, &job->nsinks, errstr, errstr_size))) {
+        goto err;
+    }
+    lua_getfield(L, -1, "options");
+    job->opts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "run");
+    job->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, 0);
+    *out = job;
+    return 0;
+
+err:
+    eddy_job_destroy(job);
+    return rc;
+}
+
+void eddy_job_destroy(eddy_job *job)
+{
+    if (!job) {
+        return;
+    }
+    if (job->L) {
+        lua_close(job->L);
+    }
+    eddy_batch_destroy(job->batch);
+    for (int i = 0; i < job->nsources; i++) {
+        free(job->sources[i]);
+    }
+    for (int i = 0; i < job->nsinks; i++) {
+        free(job->sinks[i]);
+    }
+    free(job->name);
+    free(job->on_error);
+    free(job->describe);
+    free(job->script);
+    free(job);
+}
+
+const char *eddy_job_name(const eddy_job *job) { return job->name; }
+const char *eddy_job_on_error(const eddy_job *job) { return job->on_error; }
+int eddy_job_nsources(const eddy_job *job) { return job->nsources; }
+const char *eddy_job_source(const eddy_job *job, int i) { return job->sources[i]; }
+int eddy_job_nsinks(const eddy_job *job) { return job->nsinks; }
+const char *eddy_job_sink(const eddy_job *job, int i) { return job->sinks[i]; }
+const char *eddy_job_describe(const eddy_job *job) { return job->describe; }
+eddy_batch *eddy_job_batch(eddy_job *job) { return job->batch; }
+
+int eddy_job_source_index(const eddy_job *job, const char *topic, size_t len)
+{
+    for (int i = 0; i < job->nsources; i++) {
+        if (strlen(job->sources[i]) == len && memcmp(job->sources[i], topic, len) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+const char *eddy_job_option(const eddy_job *job, const char *name)
+{
+    lua_State *L = job->L;
+    const char *res = NULL;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->opts_ref);
+    lua_getfield(L, -1, name);
+    switch (lua_type(L, -1)) {
+    case LUA_TSTRING:
+    case LUA_TNUMBER:
+        snprintf(((eddy_job *)job)->optbuf, sizeof job->optbuf, "%s", lua_tostring(L, -1));
+        res = job->optbuf;
+        break;
+    case LUA_TBOOLEAN:
+        res = lua_toboolean(L, -1) ? "true" : "false";
+        break;
+    default:
+        break;
+    }
+    lua_pop(L, 2);
+    return res;
+}
+
+static const char *stage_name(int stage)
+{
+    switch (stage) {
+    case EDDY_STAGE_DESERIALIZE: return "deserialize";
+    case EDDY_STAGE_SERIALIZE:   return "serialize";
+    default:                     return "process";
+    }
+}
+
+int eddy_job_run_batch(eddy_job *job, eddy_job_error_cb *on_error, void *opaque)
+{
+    lua_State *L = job->L;
+    eddy_batch *b = job->batch;
+    int32_t start = 0;
+    while (start < b->n) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, job->run_ref);
+        lua_pushinteger(L, start);
+        if (pcall(L, 1, 0) == 0) {
+            break;
+        }
+        char msg[2048];
+        errline(L, msg, sizeof msg);
+        lua_settop(L, 0);
+        int32_t idx = b->cur < start ? start : b->cur;   /* failed before its record */
+        eddy_batch_drop_outputs_of(b, idx);
+        if (on_error(opaque, &b->recs[idx], stage_name(b->stage), msg) != 0) {
+            return EDDY_ESCRIPT;
+        }
+        start = idx + 1;
+    }
+    lua_settop(L, 0);
+    return 0;
+}

@@ -1,0 +1,61 @@
+/*
+ * eddy_job — one generation of a job: a lua_State with the user's script
+ * loaded, its topology (sources, sinks, options) and the compiled pipeline.
+ * All calls into user code go through here, protected, with a traceback.
+ * Core modules use this header; only eddy_job.c includes lua.h.
+ */
+#ifndef EDDY_JOB_H
+#define EDDY_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "eddy_batch.h"
+
+typedef struct eddy_job eddy_job;
+
+/**
+ * @brief Load @p script into a fresh Lua state and compile its topology.
+ * @param lua_dir where eddy's own Lua modules are (the directory holding eddy/).
+ * @returns 0, or EDDY_ESCRIPT / EDDY_ETOPO with one line naming file:line in @p errstr.
+ */
+int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
+                  char *errstr, size_t errstr_size);
+void eddy_job_destroy(eddy_job *job);
+
+const char *eddy_job_name(const eddy_job *job);
+const char *eddy_job_on_error(const eddy_job *job);      /* "dlq", "skip", "fail" */
+int         eddy_job_nsources(const eddy_job *job);
+const char *eddy_job_source(const eddy_job *job, int i);
+/** @brief Index of @p topic among the sources, or -1. */
+int         eddy_job_source_index(const eddy_job *job, const char *topic, size_t len);
+int         eddy_job_nsinks(const eddy_job *job);
+const char *eddy_job_sink(const eddy_job *job, int i);
+/** @brief The topology, one line per step, as `eddy check` prints it. */
+const char *eddy_job_describe(const eddy_job *job);
+
+/**
+ * @brief An option from the script's eddy.job{...} table, as a string
+ *        (numbers and booleans converted), or NULL when not set.
+ *        Valid while the job lives.
+ */
+const char *eddy_job_option(const eddy_job *job, const char *name);
+
+/** @brief The job's batch: fill it, then eddy_job_run_batch(). Owned by the job. */
+eddy_batch *eddy_job_batch(eddy_job *job);
+
+/**
+ * Called for each record whose processing failed. @p stage is
+ * "deserialize", "process" or "serialize"; @p msg names the script line.
+ * Return 0 to go on with the rest of the batch, non-zero to stop.
+ */
+typedef int eddy_job_error_cb(void *opaque, const eddy_rec *rec, const char *stage,
+                              const char *msg);
+
+/**
+ * @brief Run the filled batch through the pipeline; outputs land in the batch.
+ *        A failing record's outputs are dropped and @p on_error is called.
+ * @returns 0, or EDDY_ESCRIPT when @p on_error asked to stop.
+ */
+int eddy_job_run_batch(eddy_job *job, eddy_job_error_cb *on_error, void *opaque);
+
+#endif

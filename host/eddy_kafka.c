@@ -1,0 +1,534 @@
+/*
+ * eddy_kafka — the Kafka source and sink (see eddy_kafka.h). Shaped like
+ * librdkafka's examples/consumer.c, with manual offset commits.
+ */
+#include "eddy_kafka.h"
+#include "eddy.h"
+#include "eddy_log.h"
+#include "eddy_metrics.h"
+#include "eddy_runner.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BATCH_MAX 4096
+
+/* ---- producer sink ---- */
+
+typedef struct kafka_sink {
+    rd_kafka_t *rk;
+    int         delivery_failures;
+    char        first_failure[512];
+} kafka_sink;
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    kafka_sink *ks = opaque;
+    if (m->err) {
+        if (ks->delivery_failures++ == 0) {
+            snprintf(ks->first_failure, sizeof ks->first_failure, "delivery to %s failed: %s",
+                     rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+        }
+    }
+}
+
+static int ks_write(void *ctx, const char *topic, int32_t partition, int32_t fallback,
+                    int64_t ts, const char *k, ssize_t klen, const char *v, ssize_t vlen,
+                    const eddy_hdr *hdrs, int nhdrs)
+{
+    kafka_sink *ks = ctx;
+    rd_kafka_headers_t *h = NULL;
+    if (nhdrs > 0) {
+        h = rd_kafka_headers_new((size_t)nhdrs);
+        for (int i = 0; i < nhdrs; i++) {
+            rd_kafka_header_add(h, hdrs[i].name, hdrs[i].nlen, hdrs[i].value,
+                                hdrs[i].value ? hdrs[i].vlen : -1);
+        }
+    }
+    size_t ksize = klen < 0 ? 0 : (size_t)klen;
+    size_t vsize = vlen < 0 ? 0 : (size_t)vlen;
+    int32_t part = partition < 0 ? RD_KAFKA_PARTITION_UA : partition;
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            ks->rk, RD_KAFKA_V_TOPIC(topic),
+            RD_KAFKA_V_PARTITION(part),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(k, ksize),
+            RD_KAFKA_V_VALUE((void *)v, vsize),
+            RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+        if (!err) {
+            return 0;
+        }
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(ks->rk, 10);     /* serve delivery reports, make room */
+            continue;
+        }
+        if (h) {
+            rd_kafka_headers_destroy(h);
+        }
+        eddy_log_error("kafka: cannot produce to %s: %s", topic, rd_kafka_err2str(err));
+        return EDDY_EKAFKA;
+    }
+}
+
+static int ks_flush(void *ctx)
+{
+    kafka_sink *ks = ctx;
+    while (rd_kafka_outq_len(ks->rk) > 0) {
+        rd_kafka_flush(ks->rk, 1000);
+        if (rd_kafka_outq_len(ks->rk) > 0) {
+            eddy_log_warn("kafka: waiting for %d output record(s) to be acknowledged",
+                          rd_kafka_outq_len(ks->rk));
+        }
+    }
+    rd_kafka_poll(ks->rk, 0);
+    if (ks->delivery_failures) {
+        eddy_log_error("kafka: %d output record(s) failed; first: %s", ks->delivery_failures,
+                       ks->first_failure);
+        return EDDY_EKAFKA;
+    }
+    return 0;
+}
+
+static void ks_close(void *ctx)
+{
+    kafka_sink *ks = ctx;
+    free(ks);    /* the producer handle is owned by the run */
+}
+
+static const eddy_sink_ops kafka_sink_ops = {ks_write, ks_flush, ks_close};
+
+/* ---- the run ---- */
+
+typedef struct run {
+    const eddy_kafka_conf *conf;
+    eddy_job     *job;
+    rd_kafka_t   *consumer;
+    rd_kafka_t   *producer;
+    eddy_sink    *sink, *dlq;
+    kafka_sink   *ks;
+    eddy_runner  *runner;
+    rd_kafka_topic_partition_list_t *tasks;   /* assigned partitions; .offset = next to commit */
+    int           dirty;                     /* offsets advanced since the last commit */
+    char         *errstr;
+    size_t        errstr_size;
+} run;
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    if (level <= 3) {
+        eddy_log_error("kafka %s: %s", fac, buf);
+    } else if (level <= 4) {
+        eddy_log_warn("kafka %s: %s", fac, buf);
+    } else {
+        eddy_log_debug("kafka %s: %s", fac, buf);
+    }
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
+        err == RD_KAFKA_RESP_ERR__RESOLVE) {
+        eddy_log_warn("kafka: %s (retrying)", reason);
+    } else {
+        eddy_log_error("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    }
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Flush outputs, then commit the offsets of everything processed. */
+static int commit(run *r, int final)
+{
+    int rc = eddy_sink_flush(r->sink);
+    if (rc == 0 && r->dlq != r->sink) {
+        rc = eddy_sink_flush(r->dlq);
+    }
+    if (rc) {
+        snprintf(r->errstr, r->errstr_size, "%s", r->ks && r->ks->delivery_failures
+                 ? r->ks->first_failure : "cannot flush outputs; offsets not committed");
+        return EDDY_EKAFKA;
+    }
+    if (!r->dirty || !r->tasks) {
+        return 0;
+    }
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(r->tasks->cnt);
+    for (int i = 0; i < r->tasks->cnt; i++) {
+        rd_kafka_topic_partition_t *t = &r->tasks->elems[i];
+        if (t->offset >= 0) {
+            rd_kafka_topic_partition_list_add(offs, t->topic, t->partition)->offset = t->offset;
+        }
+    }
+    if (offs->cnt > 0) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(r->consumer, offs, 0);
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+            eddy_log_warn("kafka: offset commit failed: %s%s", rd_kafka_err2str(err),
+                          final ? "" : " (will retry)");
+        } else {
+            r->dirty = 0;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(offs);
+    return 0;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    run *r = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++) {
+            eddy_log_info("task %s[%d] assigned", parts->elems[i].topic, parts->elems[i].partition);
+        }
+        if (r->tasks) {
+            rd_kafka_topic_partition_list_destroy(r->tasks);
+        }
+        r->tasks = rd_kafka_topic_partition_list_copy(parts);
+        for (int i = 0; i < r->tasks->cnt; i++) {
+            r->tasks->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+        }
+        rd_kafka_assign(rk, parts);
+    } else {
+        /* revoked: everything processed so far is flushed and committed first */
+        commit(r, 0);
+        for (int i = 0; i < parts->cnt; i++) {
+            eddy_log_info("task %s[%d] revoked", parts->elems[i].topic, parts->elems[i].partition);
+        }
+        if (r->tasks) {
+            rd_kafka_topic_partition_list_destroy(r->tasks);
+            r->tasks = NULL;
+        }
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+static int set_props(rd_kafka_conf_t *kc, const eddy_kafka_conf *c, const char **defaults,
+                     char *errstr, size_t errstr_size)
+{
+    for (int i = 0; defaults[i]; i += 2) {
+        if (rd_kafka_conf_set(kc, defaults[i], defaults[i + 1], errstr, errstr_size)) {
+            return EDDY_EKAFKA;
+        }
+    }
+    for (int i = 0; i < c->nprops; i++) {
+        char key[256];
+        const char *eq = strchr(c->props[i], '=');
+        if (!eq || eq == c->props[i] || (size_t)(eq - c->props[i]) >= sizeof key) {
+            snprintf(errstr, errstr_size, "-X %s: expected key=value", c->props[i]);
+            return EDDY_EUSAGE;
+        }
+        memcpy(key, c->props[i], (size_t)(eq - c->props[i]));
+        key[eq - c->props[i]] = '\0';
+        char err2[256];
+        rd_kafka_conf_res_t res = rd_kafka_conf_set(kc, key, eq + 1, err2, sizeof err2);
+        if (res == RD_KAFKA_CONF_INVALID) {
+            snprintf(errstr, errstr_size, "-X %s: %s", c->props[i], err2);
+            return EDDY_EUSAGE;
+        }
+        /* RD_KAFKA_CONF_UNKNOWN: a property of the other client type; ignore here */
+    }
+    return 0;
+}
+
+/* Create missing sink topics with the Admin API where the broker has a
+ * controller; otherwise rely on auto-creation, with one warning. */
+static void ensure_topics(run *r)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err;
+    for (int attempt = 0; !*r->conf->stop; attempt++) {
+        err = rd_kafka_metadata(r->producer, 1, NULL, &md, 5000);
+        if (!err) {
+            break;
+        }
+        eddy_log_warn("kafka: cannot reach the brokers at %s (%s); retrying",
+                      r->conf->brokers, rd_kafka_err2str(err));
+    }
+    if (!md) {
+        return;
+    }
+    int source_parts = -1;
+    const char *missing[64];
+    int nmissing = 0;
+    int nsinks = eddy_job_nsinks(r->job);
+    for (int i = 0; i < md->topic_cnt; i++) {
+        if (strcmp(md->topics[i].topic, eddy_job_source(r->job, 0)) == 0 && !md->topics[i].err) {
+            source_parts = md->topics[i].partition_cnt;
+        }
+    }
+    for (int s = 0; s < nsinks && nmissing < 64; s++) {
+        const char *t = eddy_job_sink(r->job, s);
+        int found = 0;
+        for (int i = 0; i < md->topic_cnt; i++) {
+            if (strcmp(md->topics[i].topic, t) == 0 && !md->topics[i].err) {
+                found = 1;
+            }
+        }
+        if (!found) {
+            missing[nmissing++] = t;
+        }
+    }
+    int32_t controller = rd_kafka_controllerid(r->producer, 2000);
+    int has_controller = 0;
+    for (int i = 0; i < md->broker_cnt; i++) {
+        if (md->brokers[i].id == controller) {
+            has_controller = 1;
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    if (nmissing == 0) {
+        return;
+    }
+    if (!has_controller) {
+        eddy_log_warn("kafka: the broker has no reachable controller for CreateTopics (the "
+                      "development broker?): %d missing sink topic(s), starting with %s, will be "
+                      "auto-created on first write", nmissing, missing[0]);
+        return;
+    }
+    rd_kafka_NewTopic_t *nt[64];
+    char errbuf[256];
+    for (int i = 0; i < nmissing; i++) {
+        nt[i] = rd_kafka_NewTopic_new(missing[i], source_parts > 0 ? source_parts : -1, -1,
+                                      errbuf, sizeof errbuf);
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(r->producer);
+    rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(r->producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(ao, 5000, errbuf, sizeof errbuf);
+    rd_kafka_CreateTopics(r->producer, nt, (size_t)nmissing, ao, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 10000);
+    if (!ev || rd_kafka_event_error(ev)) {
+        eddy_log_warn("kafka: CreateTopics failed (%s); missing sink topics will be auto-created",
+                      ev ? rd_kafka_event_error_string(ev) : "timed out");
+    } else {
+        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+        size_t cnt;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+            if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                eddy_log_warn("kafka: cannot create %s: %s", rd_kafka_topic_result_name(tr[i]),
+                              rd_kafka_err2str(e));
+            } else if (!e) {
+                eddy_log_info("kafka: created topic %s", rd_kafka_topic_result_name(tr[i]));
+            }
+        }
+    }
+    if (ev) {
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_AdminOptions_destroy(ao);
+    rd_kafka_queue_destroy(q);
+    for (int i = 0; i < nmissing; i++) {
+        rd_kafka_NewTopic_destroy(nt[i]);
+    }
+}
+
+static rd_kafka_topic_partition_t *task_of(run *r, const char *topic, int32_t partition)
+{
+    if (!r->tasks) {
+        return NULL;
+    }
+    return rd_kafka_topic_partition_list_find(r->tasks, topic, partition);
+}
+
+int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t errstr_size)
+{
+    run r = {.conf = c, .job = job, .errstr = errstr, .errstr_size = errstr_size};
+    rd_kafka_message_t *msgs[BATCH_MAX];
+    int rc = 0;
+    const char *pdefaults[] = {
+        "bootstrap.servers", c->brokers, "enable.idempotence", "true",
+        "partitioner", "murmur2_random", "linger.ms", "5", "batch.num.messages", "10000",
+        "queue.buffering.max.kbytes", "1048576", "compression.type", "none", NULL};
+    const char *cdefaults[] = {
+        "bootstrap.servers", c->brokers, "group.id", c->app_id,
+        "enable.auto.commit", "false", "enable.auto.offset.store", "false",
+        "auto.offset.reset", "earliest", "queued.min.messages", "1000000",
+        "queued.max.messages.kbytes", "262144", "fetch.max.bytes", "52428800",
+        "allow.auto.create.topics", "true", NULL};
+
+    /* producer */
+    rd_kafka_conf_t *pc = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(pc, log_cb);
+    rd_kafka_conf_set_error_cb(pc, error_cb);
+    if ((rc = set_props(pc, c, pdefaults, errstr, errstr_size))) {
+        rd_kafka_conf_destroy(pc);
+        return rc;
+    }
+    r.ks = calloc(1, sizeof(*r.ks));
+    rd_kafka_conf_set_opaque(pc, r.ks);
+    rd_kafka_conf_set_dr_msg_cb(pc, dr_msg_cb);
+    r.producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, errstr_size);
+    if (!r.producer) {
+        rd_kafka_conf_destroy(pc);
+        free(r.ks);
+        return EDDY_EKAFKA;
+    }
+    r.ks->rk = r.producer;
+    eddy_sink *ksink;
+    eddy_sink_new(&ksink, &kafka_sink_ops, r.ks);
+    if (c->output) {
+        if ((rc = eddy_sink_file_open(&r.sink, c->output, c->file_partitions, errstr, errstr_size))) {
+            goto out;
+        }
+    } else {
+        r.sink = ksink;
+    }
+    if (c->dlq) {
+        if ((rc = eddy_sink_file_open(&r.dlq, c->dlq, c->file_partitions, errstr, errstr_size))) {
+            goto out;
+        }
+    } else {
+        r.dlq = ksink;
+    }
+
+    /* consumer */
+    rd_kafka_conf_t *cc = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(cc, log_cb);
+    rd_kafka_conf_set_error_cb(cc, error_cb);
+    if ((rc = set_props(cc, c, cdefaults, errstr, errstr_size))) {
+        rd_kafka_conf_destroy(cc);
+        goto out;
+    }
+    rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
+    rd_kafka_conf_set_opaque(cc, &r);
+    r.consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, errstr, errstr_size);
+    if (!r.consumer) {
+        rd_kafka_conf_destroy(cc);
+        rc = EDDY_EKAFKA;
+        goto out;
+    }
+    rd_kafka_poll_set_consumer(r.consumer);
+
+    if ((rc = eddy_runner_new(&r.runner, job, r.sink, r.dlq, c->app_id))) {
+        goto out;
+    }
+    ensure_topics(&r);
+
+    int nsrc = eddy_job_nsources(job);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(nsrc);
+    for (int i = 0; i < nsrc; i++) {
+        rd_kafka_topic_partition_list_add(sub, eddy_job_source(job, i), RD_KAFKA_PARTITION_UA);
+    }
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(r.consumer, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (err) {
+        snprintf(errstr, errstr_size, "cannot subscribe: %s", rd_kafka_err2str(err));
+        rc = EDDY_EKAFKA;
+        goto out;
+    }
+    eddy_log_info("job %s: consuming %s%s as group %s from %s", eddy_job_name(job),
+                  eddy_job_source(job, 0), nsrc > 1 ? ", ..." : "", c->app_id, c->brokers);
+
+    eddy_batch *b = eddy_job_batch(job);
+    int64_t last_commit = mono_ms();
+    rd_kafka_topic_t *last_rkt = NULL;
+    int last_src = -1;
+    while (!*c->stop) {
+        int n = 0;
+        eddy_batch_reset(b);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(r.consumer, 100);
+        while (m) {
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                    eddy_log_warn("kafka: consume: %s", rd_kafka_message_errstr(m));
+                }
+                rd_kafka_message_destroy(m);
+            } else {
+                if (m->rkt != last_rkt) {
+                    const char *tn = rd_kafka_topic_name(m->rkt);
+                    last_src = eddy_job_source_index(job, tn, strlen(tn));
+                    last_rkt = m->rkt;
+                }
+                rd_kafka_timestamp_type_t tstype;
+                int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+                eddy_batch_add(b, last_src < 0 ? 0 : last_src, m->partition, m->offset, ts,
+                               m->key, m->key ? (int32_t)m->key_len : -1,
+                               m->payload, m->payload ? (int32_t)m->len : -1);
+                rd_kafka_headers_t *hdrs;
+                if (rd_kafka_message_headers(m, &hdrs) == 0) {
+                    const char *name;
+                    const void *val;
+                    size_t size;
+                    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++) {
+                        eddy_batch_add_header(b, name, (int32_t)strlen(name), val,
+                                              val ? (int32_t)size : -1);
+                    }
+                }
+                msgs[n++] = m;
+                if (n == BATCH_MAX) {
+                    break;
+                }
+            }
+            m = rd_kafka_consumer_poll(r.consumer, 0);
+        }
+        if (n > 0) {
+            rc = eddy_runner_process(r.runner);
+            for (int i = 0; i < n; i++) {
+                rd_kafka_topic_partition_t *t = task_of(&r, rd_kafka_topic_name(msgs[i]->rkt),
+                                                        msgs[i]->partition);
+                if (t && rc == 0) {
+                    t->offset = msgs[i]->offset + 1;
+                    r.dirty = 1;
+                }
+                rd_kafka_message_destroy(msgs[i]);
+            }
+            if (rc) {
+                if (rc == EDDY_ESCRIPT) {
+                    snprintf(errstr, errstr_size, "%s", eddy_runner_error(r.runner));
+                } else {
+                    snprintf(errstr, errstr_size, "cannot write outputs: %s", eddy_strerror(rc));
+                }
+                goto out_noncommit;
+            }
+        }
+        rd_kafka_poll(r.producer, 0);     /* delivery reports */
+        int64_t now = mono_ms();
+        if (now - last_commit >= c->commit_interval_ms) {
+            if ((rc = commit(&r, 0))) {
+                goto out_noncommit;
+            }
+            last_commit = now;
+        }
+    }
+    eddy_log_info("job %s: stopping: committing and leaving the group", eddy_job_name(job));
+    rc = commit(&r, 1);
+out_noncommit:
+    if (rc) {
+        /* do not commit anything more: on restart these records are processed again */
+        if (r.tasks) {
+            rd_kafka_topic_partition_list_destroy(r.tasks);
+            r.tasks = NULL;
+        }
+        r.dirty = 0;
+    }
+    rd_kafka_consumer_close(r.consumer);
+out:
+    eddy_runner_destroy(r.runner);
+    if (r.consumer) {
+        rd_kafka_destroy(r.consumer);
+    }
+    if (r.sink != ksink) {
+        eddy_sink_destroy(r.sink);
+    }
+    if (r.dlq != ksink) {
+        eddy_sink_destroy(r.dlq);
+    }
+    if (r.producer) {
+        rd_kafka_flush(r.producer, 5000);
+    }
+    eddy_sink_destroy(ksink);
+    if (r.tasks) {
+        rd_kafka_topic_partition_list_destroy(r.tasks);
+    }
+    rd_kafka_destroy(r.producer);
+    return rc;
+}

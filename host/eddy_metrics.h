@@ -1,0 +1,20 @@
+/*
+ * eddy_metrics — process-wide counters (CONTRACT metric names in comments).
+ * Written by the processing thread only; read by whoever reports them.
+ */
+#ifndef EDDY_METRICS_H
+#define EDDY_METRICS_H
+
+#include <stdint.h>
+
+typedef struct eddy_metrics {
+    uint64_t records_in;      /* eddy_records_in_total */
+    uint64_t records_out;     /* eddy_records_out_total */
+    uint64_t errors;          /* eddy_errors_total: every failed record, whatever the policy */
+    uint64_t dead_lettered;   /* eddy_dlq_records_total */
+    uint64_t batches;
+} eddy_metrics;
+
+extern eddy_metrics eddy_stats;
+
+#endif

@@ -1,0 +1,187 @@
+/*
+ * eddy_runner — batch → job → sink, with the error policy (see eddy_runner.h).
+ */
+#include "eddy_runner.h"
+#include "eddy.h"
+#include "eddy_log.h"
+#include "eddy_metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+eddy_metrics eddy_stats;
+
+enum { POLICY_DLQ, POLICY_SKIP, POLICY_FAIL };
+
+struct eddy_runner {
+    eddy_job  *job;
+    eddy_sink *sink;
+    eddy_sink *dlq;
+    char      *dlq_topic;
+    int        policy;
+    int        sink_err;
+    char       error[2048];
+    eddy_hdr  *hdrs;        /* scratch: original headers + eddy.* */
+    int        hcap;
+};
+
+static int policy_of(const char *s)
+{
+    if (strcmp(s, "skip") == 0) return POLICY_SKIP;
+    if (strcmp(s, "fail") == 0) return POLICY_FAIL;
+    return POLICY_DLQ;
+}
+
+int eddy_runner_new(eddy_runner **out, eddy_job *job, eddy_sink *sink, eddy_sink *dlq,
+                    const char *app_id)
+{
+    eddy_runner *r = calloc(1, sizeof(*r));
+    if (!r) {
+        return EDDY_ENOMEM;
+    }
+    r->job = job;
+    r->sink = sink;
+    r->dlq = dlq;
+    r->policy = policy_of(eddy_job_on_error(job));
+    size_t n = strlen(app_id) + 5;
+    r->dlq_topic = malloc(n);
+    if (!r->dlq_topic) {
+        free(r);
+        return EDDY_ENOMEM;
+    }
+    snprintf(r->dlq_topic, n, "%s-dlq", app_id);
+    *out = r;
+    return 0;
+}
+
+void eddy_runner_destroy(eddy_runner *r)
+{
+    if (!r) {
+        return;
+    }
+    free(r->dlq_topic);
+    free(r->hdrs);
+    free(r);
+}
+
+void eddy_runner_set_job(eddy_runner *r, eddy_job *job)
+{
+    r->job = job;
+    r->policy = policy_of(eddy_job_on_error(job));
+}
+
+const char *eddy_runner_error(const eddy_runner *r)
+{
+    return r->error;
+}
+
+/* Dead-letter one record: original key, value and headers plus eddy.*. */
+static int dead_letter(eddy_runner *r, const char *topic, int32_t partition, int64_t offset,
+                       int64_t ts, const char *k, ssize_t klen, const char *v, ssize_t vlen,
+                       const eddy_hdr *orig, int norig, const char *stage, const char *msg)
+{
+    char pbuf[16], obuf[32];
+    int n = norig + 5;
+    if (n > r->hcap) {
+        eddy_hdr *h = realloc(r->hdrs, sizeof(*h) * (size_t)n);
+        if (!h) {
+            return EDDY_ENOMEM;
+        }
+        r->hdrs = h;
+        r->hcap = n;
+    }
+    memcpy(r->hdrs, orig, sizeof(*orig) * (size_t)norig);
+    snprintf(pbuf, sizeof pbuf, "%d", (int)partition);
+    snprintf(obuf, sizeof obuf, "%lld", (long long)offset);
+    const char *names[] = {"eddy.error", "eddy.stage", "eddy.topic", "eddy.partition", "eddy.offset"};
+    const char *vals[] = {msg, stage, topic, pbuf, obuf};
+    for (int i = 0; i < 5; i++) {
+        eddy_hdr *h = &r->hdrs[norig + i];
+        h->name = names[i];
+        h->nlen = (int32_t)strlen(names[i]);
+        h->value = vals[i];
+        h->vlen = (int32_t)strlen(vals[i]);
+    }
+    eddy_stats.dead_lettered++;
+    return eddy_sink_write(r->dlq, r->dlq_topic, -1, partition, ts, k, klen, v, vlen,
+                           r->hdrs, n);
+}
+
+static int apply_policy(eddy_runner *r, const char *topic, int32_t partition, int64_t offset,
+                        int64_t ts, const char *k, ssize_t klen, const char *v, ssize_t vlen,
+                        const eddy_hdr *hdrs, int nhdrs, const char *stage, const char *msg)
+{
+    eddy_stats.errors++;
+    switch (r->policy) {
+    case POLICY_SKIP:
+        eddy_log_debug("skipped %s[%d]@%lld (%s): %s", topic, (int)partition,
+                       (long long)offset, stage, msg);
+        return 0;
+    case POLICY_FAIL:
+        snprintf(r->error, sizeof r->error, "record %s[%d]@%lld failed (%s): %s", topic,
+                 (int)partition, (long long)offset, stage, msg);
+        return EDDY_ESCRIPT;
+    default: {
+        int rc = dead_letter(r, topic, partition, offset, ts, k, klen, v, vlen, hdrs, nhdrs,
+                             stage, msg);
+        if (rc) {
+            r->sink_err = rc;
+        }
+        return 0;
+    }
+    }
+}
+
+static int on_record_error(void *opaque, const eddy_rec *rec, const char *stage, const char *msg)
+{
+    eddy_runner *r = opaque;
+    eddy_batch *b = eddy_job_batch(r->job);
+    return apply_policy(r, eddy_job_source(r->job, rec->source), rec->partition, rec->offset,
+                        rec->ts, rec->key, rec->key ? rec->klen : -1,
+                        rec->value, rec->value ? rec->vlen : -1,
+                        b->hdrs + rec->hdr, rec->nhdr, stage, msg);
+}
+
+int eddy_runner_bad_input(eddy_runner *r, const char *topic, int32_t partition, int64_t offset,
+                          int64_t ts, const char *k, ssize_t klen, const char *v, ssize_t vlen,
+                          const char *stage, const char *msg)
+{
+    eddy_stats.records_in++;
+    int rc = apply_policy(r, topic, partition, offset, ts, k, klen, v, vlen, NULL, 0, stage, msg);
+    if (rc == 0 && r->sink_err) {
+        rc = r->sink_err;
+        r->sink_err = 0;
+    }
+    return rc;
+}
+
+int eddy_runner_process(eddy_runner *r)
+{
+    eddy_batch *b = eddy_job_batch(r->job);
+    eddy_stats.records_in += (uint64_t)b->n;
+    eddy_stats.batches++;
+    int rc = eddy_job_run_batch(r->job, on_record_error, r);
+    if (rc) {
+        return rc;
+    }
+    if (r->sink_err) {
+        rc = r->sink_err;
+        r->sink_err = 0;
+        return rc;
+    }
+    for (int32_t i = 0; i < b->nouts; i++) {
+        const eddy_out *o = &b->outs[i];
+        const eddy_rec *src = &b->recs[o->src];
+        rc = eddy_sink_write(r->sink, eddy_job_sink(r->job, o->sink), -1, src->partition, o->ts,
+                             o->klen < 0 ? NULL : b->arena.data + o->koff, o->klen,
+                             o->vlen < 0 ? NULL : b->arena.data + o->voff, o->vlen,
+                             b->hdrs + src->hdr, src->nhdr);
+        if (rc) {
+            return rc;
+        }
+    }
+    eddy_stats.records_out += (uint64_t)b->nouts;
+    return 0;
+}

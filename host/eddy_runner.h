@@ -1,0 +1,41 @@
+/*
+ * eddy_runner — runs a filled batch through a job and delivers the results:
+ * outputs to the sink, failed records to the error policy (dlq | skip | fail).
+ * Shared by file mode and Kafka mode, so both treat records the same way.
+ */
+#ifndef EDDY_RUNNER_H
+#define EDDY_RUNNER_H
+
+#include <sys/types.h>
+#include "eddy_job.h"
+#include "eddy_sink.h"
+
+typedef struct eddy_runner eddy_runner;
+
+/** @brief @p job, @p sink and @p dlq are borrowed and must outlive the runner. */
+int  eddy_runner_new(eddy_runner **out, eddy_job *job, eddy_sink *sink, eddy_sink *dlq,
+                     const char *app_id);
+void eddy_runner_destroy(eddy_runner *r);
+
+/** @brief Swap the job (after a reload); the batch in hand must be done. */
+void eddy_runner_set_job(eddy_runner *r, eddy_job *job);
+
+/**
+ * @brief Run the job's batch and write its outputs to the sink.
+ * @returns 0; EDDY_ESCRIPT when a record failed under on_error = "fail"
+ *          (the message is in eddy_runner_error()); or a sink error.
+ */
+int eddy_runner_process(eddy_runner *r);
+
+/**
+ * @brief A record that never reached the job (a malformed envelope line, a
+ *        topic the job does not read): apply the error policy to it.
+ */
+int eddy_runner_bad_input(eddy_runner *r, const char *topic, int32_t partition, int64_t offset,
+                          int64_t ts, const char *k, ssize_t klen, const char *v, ssize_t vlen,
+                          const char *stage, const char *msg);
+
+/** @brief The message of the record that stopped the run (on_error = "fail"). */
+const char *eddy_runner_error(const eddy_runner *r);
+
+#endif

@@ -1,0 +1,223 @@
+-- eddy.dsl: the job and stream builders. Calling them records a topology as
+-- plain data (nodes with a kind, the user's function, the script line, and
+-- their children); eddy.runtime compiles it, the host validates it.
+local _M = {}
+
+local setmetatable, type, error, select, tostring = setmetatable, type, error, select, tostring
+local getinfo = debug.getinfo
+local serde = require "eddy.serde"
+
+local Job = {}
+Job.__index = Job
+local Stream = {}
+local stream_methods = {}
+
+-- The call site in the user's script, "file:line" (level 3: the caller of the method).
+local function where(level)
+    local info = getinfo(level or 3, "Sl")
+    if not info then return "?" end
+    local src = info.short_src or info.source or "?"
+    return src .. ":" .. (info.currentline or 0)
+end
+
+local function check_fn(fn, method)
+    if type(fn) ~= "function" then
+        error(method .. ": expected a function, got " .. type(fn), 3)
+    end
+end
+
+local function new_node(job, kind, parents, fields)
+    local node = fields or {}
+    node.kind = kind
+    node.id = #job.nodes + 1
+    node.children = {}
+    node.line = node.line or where(4)
+    job.nodes[node.id] = node
+    for _, p in ipairs(parents) do
+        p.children[#p.children + 1] = node
+    end
+    return node
+end
+
+local function new_stream(job, node)
+    return setmetatable({ job = job, node = node }, Stream)
+end
+
+Stream.__index = function(_, name)
+    local m = stream_methods[name]
+    if m then return m end
+    if name == "group_by_key" or name == "group_by" or name == "process" or name == "join"
+        or name == "left_join" then
+        error(("stream:%s is not available in this version of eddy: stateless steps only "
+            .. "(see README, \"What exists\")"):format(name), 2)
+    end
+    return nil
+end
+Stream.__tostring = function(s) return "eddy.stream(" .. s.node.kind .. "@" .. s.node.line .. ")" end
+
+local function simple(kind, method)
+    stream_methods[method] = function(self, fn)
+        check_fn(fn, method)
+        return new_stream(self.job, new_node(self.job, kind, { self.node }, { fn = fn }))
+    end
+end
+simple("map", "map")
+simple("map_values", "map_values")
+simple("filter", "filter")
+simple("filter_not", "filter_not")
+simple("flat_map", "flat_map")
+simple("flat_map_values", "flat_map_values")
+simple("select_key", "select_key")
+simple("peek", "peek")
+
+function stream_methods:branch(...)
+    local n = select("#", ...)
+    if n == 0 then error("branch: give at least one predicate", 2) end
+    local node = new_node(self.job, "branch", { self.node }, { preds = {} })
+    local outs = {}
+    for i = 1, n do
+        local pred = select(i, ...)
+        check_fn(pred, "branch (predicate " .. i .. ")")
+        node.preds[i] = pred
+        local out = new_node(self.job, "branch_out", { node }, { index = i, line = node.line })
+        outs[i] = new_stream(self.job, out)
+    end
+    return unpack(outs, 1, n)
+end
+
+function stream_methods:merge(other)
+    if getmetatable(other) ~= Stream then error("merge: expected a stream", 2) end
+    if other.job ~= self.job then error("merge: the streams belong to different jobs", 2) end
+    return new_stream(self.job, new_node(self.job, "merge", { self.node, other.node }))
+end
+
+local function check_topic(topic, what)
+    if type(topic) ~= "string" or topic == "" then
+        error(what .. ": a topic name (non-empty string) is required", 4)
+    end
+    if #topic > 249 or not topic:match("^[%w%._%-]+$") then
+        error(("%s: %q is not a legal Kafka topic name ([A-Za-z0-9._-], at most 249)"):format(what, topic), 4)
+    end
+end
+
+function stream_methods:to(topic, opts)
+    check_topic(topic, "to")
+    opts = opts or {}
+    local node = new_node(self.job, "sink", { self.node }, {
+        topic = topic,
+        key_serde = serde.resolve(opts.key, "to(" .. topic .. ") key"),
+        value_serde = serde.resolve(opts.value, "to(" .. topic .. ") value"),
+    })
+    self.job.sinks[#self.job.sinks + 1] = node
+    return self
+end
+
+-- Job ----------------------------------------------------------------------
+
+local job_options = {
+    name = "string", app_id = "string", brokers = "string", input = "string",
+    input_format = "string", output = "string", dlq = "string", partitions = "number",
+    state_dir = "string", guarantee = "string", on_error = "string", watch = "boolean",
+    http = "string", threads = "number", commit_interval = "string|number",
+    kafka = "table", idle_advance = "string|number", reload_rollback_errors = "number",
+}
+
+function _M.job(opts)
+    if type(opts) == "string" then opts = { name = opts } end
+    if type(opts) ~= "table" then error("eddy.job: expected a name or a table of options", 2) end
+    for k, v in pairs(opts) do
+        local want = job_options[k]
+        if not want then error(("eddy.job: unknown option %q"):format(tostring(k)), 2) end
+        if not want:find(type(v), 1, true) then
+            error(("eddy.job: option %s must be a %s, got %s"):format(k, want, type(v)), 2)
+        end
+    end
+    if type(opts.name) ~= "string" or not opts.name:match("^[%w%._%-]+$") then
+        error("eddy.job: a name ([A-Za-z0-9._-]) is required, e.g. eddy.job{ name = \"wordcount\" }", 2)
+    end
+    local on_error = opts.on_error or "dlq"
+    if on_error ~= "dlq" and on_error ~= "skip" and on_error ~= "fail" then
+        error(("eddy.job: on_error must be \"dlq\", \"skip\" or \"fail\", got %q"):format(on_error), 2)
+    end
+    return setmetatable({ options = opts, name = opts.name, on_error = on_error,
+        nodes = {}, sources = {}, sinks = {}, line = where(3) }, Job)
+end
+
+function Job:source(topics, opts)
+    if type(topics) == "string" then topics = { topics } end
+    if type(topics) ~= "table" or #topics == 0 then
+        error("source: a topic name or a list of topic names is required", 2)
+    end
+    opts = opts or {}
+    if type(opts) ~= "table" then error("source: options must be a table", 2) end
+    if opts.timestamp ~= nil and type(opts.timestamp) ~= "function" then
+        error("source: timestamp must be a function(k, v, rec) -> ms", 2)
+    end
+    local line = where(3)
+    local node = new_node(self, "source", {}, {
+        topics = topics, line = line, timestamp = opts.timestamp,
+        key_serde = serde.resolve(opts.key, "source key"),
+        value_serde = serde.resolve(opts.value, "source value"),
+    })
+    for _, t in ipairs(topics) do
+        check_topic(t, "source")
+        for _, s in ipairs(self.sources) do
+            if s.topic == t then
+                error(("source: topic %q is already a source of this job (at %s)"):format(t, s.node.line), 2)
+            end
+        end
+        self.sources[#self.sources + 1] = { topic = t, node = node }
+    end
+    return new_stream(self, node)
+end
+
+function Job:on_reload(fn)
+    check_fn(fn, "on_reload")
+    self.reload_hook = fn
+end
+
+_M.Job = Job
+_M.Stream = Stream
+_M.stream_methods = stream_methods
+
+function _M.is_job(x) return getmetatable(x) == Job end
+
+--- The topology as plain data (what `eddy check` prints and the host validates).
+function _M.topology(job)
+    local nodes = {}
+    for i, n in ipairs(job.nodes) do
+        local children = {}
+        for j, c in ipairs(n.children) do children[j] = c.id end
+        nodes[i] = { id = n.id, kind = n.kind, line = n.line, topic = n.topic,
+            topics = n.topics, children = children }
+    end
+    local sources, sinks = {}, {}
+    for i, s in ipairs(job.sources) do sources[i] = s.topic end
+    local seen = {}
+    for _, s in ipairs(job.sinks) do
+        if not seen[s.topic] then seen[s.topic] = true; sinks[#sinks + 1] = s.topic end
+    end
+    return { name = job.name, on_error = job.on_error, sources = sources, sinks = sinks, nodes = nodes }
+end
+
+--- A human description of the topology, one line per step.
+function _M.describe(job)
+    local t = _M.topology(job)
+    local out = { ("job %s (defined at %s)"):format(job.name, job.line) }
+    out[#out + 1] = "  sources: " .. table.concat(t.sources, ", ")
+    out[#out + 1] = "  sinks:   " .. (#t.sinks > 0 and table.concat(t.sinks, ", ") or "(none)")
+    out[#out + 1] = "  steps:"
+    for _, n in ipairs(t.nodes) do
+        local what = n.kind
+        if n.kind == "source" then what = "source " .. table.concat(n.topics, ", ") end
+        if n.kind == "sink" then what = "to " .. n.topic end
+        if n.kind == "branch_out" then what = "branch #" .. job.nodes[n.id].index end
+        local kids = {}
+        for i, c in ipairs(n.children) do kids[i] = tostring(c) end
+        out[#out + 1] = ("    %2d  %-22s %-28s%s"):format(n.id, what, n.line,
+            #kids > 0 and (" -> " .. table.concat(kids, ", ")) or "")
+    end
+    return table.concat(out, "\n")
+end
+
+return _M

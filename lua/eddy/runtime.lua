@@ -1,0 +1,226 @@
+-- eddy.runtime: compiles a job's topology into Lua closures and runs batches
+-- of records that the host hands over through the FFI: one protected call per
+-- batch (the host's), a loop over the records here. When a record fails, the
+-- host reads `cur` and `stage` from the batch, dead-letters that record and
+-- calls run(cur + 1) to go on with the rest of the batch.
+local _M = {}
+
+local ffi = require "ffi"
+local dsl = require "eddy.dsl"
+local ffi_string, tonumber, type, error, floor = ffi.string, tonumber, type, error, math.floor
+local setmetatable = setmetatable
+
+ffi.cdef [[
+typedef struct eddy_rec {
+    int64_t offset;
+    int64_t ts;
+    const char *key;
+    const char *value;
+    int32_t klen;
+    int32_t vlen;
+    int32_t partition;
+    int32_t source;
+    int32_t hdr;
+    int32_t nhdr;
+} eddy_rec;
+typedef struct eddy_hdr {
+    const char *name;
+    const char *value;
+    int32_t nlen;
+    int32_t vlen;
+} eddy_hdr;
+typedef struct eddy_batch_view {
+    eddy_rec *recs;
+    eddy_hdr *hdrs;
+    int32_t n;
+    int32_t cur;
+    int32_t stage;
+    int32_t reserved;
+} eddy_batch_view;
+void eddy_batch_emit(eddy_batch_view *b, int32_t sink, const char *k, int32_t klen,
+                     const char *v, int32_t vlen, int64_t ts);
+]]
+
+local C = ffi.C
+_M.STAGE_DESERIALIZE, _M.STAGE_PROCESS, _M.STAGE_SERIALIZE = 1, 2, 3
+
+local EMPTY_HEADERS = setmetatable({}, { __newindex = function() error("rec.headers is read-only", 2) end })
+
+local function check_ts(ts, what)
+    if type(ts) ~= "number" or ts ~= ts then
+        error(what .. " must return a number of milliseconds, got " .. type(ts), 0)
+    end
+    return floor(ts)
+end
+
+local function with_ts(rec, ts)
+    return { topic = rec.topic, partition = rec.partition, offset = rec.offset,
+        ts = check_ts(ts, "emit's timestamp"), headers = rec.headers, window = rec.window }
+end
+
+-- Builders: node, next function, child functions -> the node's function (k, v, rec).
+local build = {}
+
+function build.source(_, nxt) return nxt end
+function build.merge(_, nxt) return nxt end
+function build.branch_out(_, nxt) return nxt end
+
+function build.map(node, nxt)
+    local fn = node.fn
+    return function(k, v, rec)
+        local k2, v2 = fn(k, v, rec)
+        return nxt(k2, v2, rec)
+    end
+end
+
+function build.map_values(node, nxt)
+    local fn = node.fn
+    return function(k, v, rec) return nxt(k, fn(v, k, rec), rec) end
+end
+
+function build.select_key(node, nxt)
+    local fn = node.fn
+    return function(k, v, rec) return nxt(fn(k, v, rec), v, rec) end
+end
+
+function build.filter(node, nxt)
+    local fn = node.fn
+    return function(k, v, rec) if fn(k, v, rec) then return nxt(k, v, rec) end end
+end
+
+function build.filter_not(node, nxt)
+    local fn = node.fn
+    return function(k, v, rec) if not fn(k, v, rec) then return nxt(k, v, rec) end end
+end
+
+function build.peek(node, nxt)
+    local fn = node.fn
+    return function(k, v, rec) fn(k, v, rec); return nxt(k, v, rec) end
+end
+
+function build.flat_map(node, nxt)
+    local fn, cur = node.fn, nil
+    local function emit(k2, v2, ts)
+        if ts ~= nil then return nxt(k2, v2, with_ts(cur, ts)) end
+        return nxt(k2, v2, cur)
+    end
+    return function(k, v, rec)
+        local saved = cur
+        cur = rec
+        fn(k, v, emit, rec)
+        cur = saved
+    end
+end
+
+function build.flat_map_values(node, nxt)
+    local fn, cur_k, cur = node.fn, nil, nil
+    local function emit(v2) return nxt(cur_k, v2, cur) end
+    return function(k, v, rec)
+        local sk, sr = cur_k, cur
+        cur_k, cur = k, rec
+        fn(v, emit, k, rec)
+        cur_k, cur = sk, sr
+    end
+end
+
+function build.branch(node, _, kids)
+    local preds, n = node.preds, #node.preds
+    return function(k, v, rec)
+        for i = 1, n do
+            if preds[i](k, v, rec) then return kids[i](k, v, rec) end
+        end
+    end
+end
+
+--- Compile `job` against the host's batch (a lightuserdata). Returns the
+--- topology (plain data) with `run`, the batch loop.
+function _M.prepare(job, batch_ud)
+    if not dsl.is_job(job) then
+        error("the script must return a job (return eddy.job{...} after defining it)", 0)
+    end
+    if #job.sources == 0 then
+        error("the job has no source: add job:source(\"topic\")", 0)
+    end
+    local B = ffi.cast("eddy_batch_view *", batch_ud)
+    local topo = dsl.topology(job)
+    local sink_index = {}
+    for i, t in ipairs(topo.sinks) do sink_index[t] = i - 1 end
+
+    function build.sink(node)
+        local idx, kenc, venc = sink_index[node.topic], node.key_serde.encode, node.value_serde.encode
+        local emit = C.eddy_batch_emit
+        return function(k, v, rec)
+            B.stage = 3
+            local ks, vs = nil, nil
+            if k ~= nil then ks = kenc(k) end
+            if v ~= nil then vs = venc(v) end
+            emit(B, idx, ks, ks and #ks or -1, vs, vs and #vs or -1, rec.ts)
+            B.stage = 2
+        end
+    end
+
+    local compiled = {}
+    local function compile(node)
+        local f = compiled[node.id]
+        if f then return f end
+        local kids = {}
+        for i, c in ipairs(node.children) do kids[i] = compile(c) end
+        local nxt
+        if #kids == 0 then
+            nxt = function() end
+        elseif #kids == 1 then
+            nxt = kids[1]
+        elseif #kids == 2 then
+            local a, b = kids[1], kids[2]
+            nxt = function(k, v, rec) a(k, v, rec); return b(k, v, rec) end
+        else
+            nxt = function(k, v, rec) for i = 1, #kids do kids[i](k, v, rec) end end
+        end
+        f = build[node.kind](node, nxt, kids)
+        compiled[node.id] = f
+        return f
+    end
+
+    local srcs = {}
+    for i, s in ipairs(job.sources) do
+        local node = s.node
+        srcs[i - 1] = { topic = s.topic, push = compile(node), kdec = node.key_serde.decode,
+            vdec = node.value_serde.decode, tsx = node.timestamp }
+    end
+
+    local function run(start)
+        local recs, hdrs, n = B.recs, B.hdrs, B.n
+        for i = start, n - 1 do
+            B.cur = i
+            B.stage = 1
+            local r = recs[i]
+            local src = srcs[r.source]
+            local k, v = nil, nil
+            if r.key ~= nil then k = src.kdec(ffi_string(r.key, r.klen)) end
+            if r.value ~= nil then v = src.vdec(ffi_string(r.value, r.vlen)) end
+            local headers = EMPTY_HEADERS
+            local nh = r.nhdr
+            if nh > 0 then
+                headers = {}
+                for j = r.hdr, r.hdr + nh - 1 do
+                    local h = hdrs[j]
+                    local hv = false
+                    if h.value ~= nil then hv = ffi_string(h.value, h.vlen) end
+                    headers[ffi_string(h.name, h.nlen)] = hv
+                end
+            end
+            local rec = { topic = src.topic, partition = r.partition, offset = tonumber(r.offset),
+                ts = tonumber(r.ts), headers = headers }
+            if src.tsx then rec.ts = check_ts(src.tsx(k, v, rec), "the source's timestamp extractor") end
+            B.stage = 2
+            src.push(k, v, rec)
+        end
+    end
+
+    topo.run = run
+    topo.options = job.options
+    topo.describe = dsl.describe(job)
+    return topo
+end
+
+return _M

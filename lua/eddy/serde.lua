@@ -1,0 +1,75 @@
+-- eddy.serde: turning record bytes into Lua values and back.
+-- "string" and "bytes" keep the bytes; "json" uses lua-cjson; "number" is the
+-- value's decimal text; a table {encode=fn, decode=fn} is a custom serde.
+local _M = {}
+
+local type, tostring, tonumber, error, pcall = type, tostring, tonumber, error, pcall
+local cjson = require "cjson.safe"
+local cjson_strict = require "cjson"
+local json_decode, json_encode = cjson.decode, cjson_strict.encode
+cjson_strict.encode_sparse_array(true)
+cjson_strict.encode_invalid_numbers(false)
+cjson.decode_invalid_numbers(false)
+
+local function identity_decode(s) return s end
+local function string_encode(v)
+    local t = type(v)
+    if t == "string" then return v end
+    if t == "number" or t == "boolean" then return tostring(v) end
+    error("string serde cannot encode a " .. t .. " (use value = \"json\")", 0)
+end
+
+local builtin = {
+    string = { decode = identity_decode, encode = string_encode, name = "string" },
+    bytes = { decode = identity_decode, encode = string_encode, name = "bytes" },
+    number = {
+        name = "number",
+        decode = function(s)
+            local n = tonumber(s)
+            if n == nil then error("not a number: " .. (#s > 40 and s:sub(1, 40) .. "..." or s), 0) end
+            return n
+        end,
+        encode = function(v)
+            if type(v) ~= "number" then error("number serde cannot encode a " .. type(v), 0) end
+            if v == math.floor(v) and v > -2^53 and v < 2^53 then return ("%d"):format(v) end
+            return ("%.17g"):format(v)
+        end,
+    },
+    json = {
+        name = "json",
+        decode = function(s)
+            local v, err = json_decode(s)
+            if v == nil and err then error("invalid JSON: " .. err, 0) end
+            return v
+        end,
+        encode = function(v)
+            local ok, s = pcall(json_encode, v)
+            if not ok then error("cannot encode JSON: " .. tostring(s), 0) end
+            return s
+        end,
+    },
+}
+_M.builtin = builtin
+_M.null = cjson.null
+
+--- Resolve a serde spec (nil, a name, or {encode=, decode=}); `what` names it in errors.
+function _M.resolve(spec, what)
+    if spec == nil then return builtin.string end
+    if type(spec) == "string" then
+        local s = builtin[spec]
+        if not s then
+            error(("%s: unknown serde %q (string, json, bytes, number, or {encode=, decode=})"):format(what, spec), 4)
+        end
+        return s
+    end
+    if type(spec) == "table" then
+        if spec.decode ~= nil and type(spec.decode) ~= "function"
+            or spec.encode ~= nil and type(spec.encode) ~= "function" then
+            error(what .. ": a custom serde needs encode and decode functions", 4)
+        end
+        return { name = "custom", decode = spec.decode or identity_decode, encode = spec.encode or string_encode }
+    end
+    error(what .. ": a serde is a name or a table {encode=, decode=}", 4)
+end
+
+return _M
