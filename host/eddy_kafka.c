@@ -119,6 +119,10 @@ typedef struct run {
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
+    if (strstr(buf, "is a consumer property and will be ignored") ||
+        strstr(buf, "is a producer property and will be ignored")) {
+        return;    /* -X applies to both clients; each ignores the other's properties */
+    }
     if (level <= 3) {
         eddy_log_error("kafka %s: %s", fac, buf);
     } else if (level <= 4) {

@@ -1,0 +1,23 @@
+#!/bin/sh
+# make test: every suite (C unit tests, busted specs), then one line "N passed, N failed".
+# Suites print TAP; this counts "ok" and "not ok" lines. Arguments: the C test binaries.
+cd "$(dirname "$0")/.." || exit 1
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+status=0
+for t in "$@"; do
+    echo "== $t"
+    "$t" > "$out/c.tap" 2>&1 || status=1
+    grep -E "^not ok" "$out/c.tap"
+    cat "$out/c.tap" >> "$out/all.tap"
+done
+echo "== busted spec/"
+luajit /usr/bin/busted -o TAP spec > "$out/busted.tap" 2>&1 || status=1
+cat "$out/busted.tap" | grep -vE "^ok " 
+cat "$out/busted.tap" >> "$out/all.tap"
+passed=$(grep -cE "^ok " "$out/all.tap")
+failed=$(grep -cE "^not ok " "$out/all.tap")
+# a suite that crashed without reporting a failure still fails the run
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
