@@ -65,8 +65,12 @@ static int read_hex4(parser *ps, const char *s, unsigned *out)
 static int parse_string(parser *ps, const char **out, size_t *out_len)
 {
     char *s = ps->p + 1;
-    char *w = s;
     char *start = s;
+    /* fast path: no escapes, nothing to copy */
+    while (s < ps->end && *s != '"' && *s != '\\') {
+        s++;
+    }
+    char *w = s;
     while (s < ps->end) {
         char c = *s;
         if (c == '"') {
@@ -408,18 +412,40 @@ done:
     return 0;
 }
 
+#define PUT_LIT(out, lit) eddy_buf_append((out), (lit), sizeof(lit) - 1)
+
+/* Append a decimal integer (faster than printf on the hot path). */
+static void put_int(eddy_buf *out, int64_t v)
+{
+    char tmp[24];
+    int i = sizeof tmp;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) {
+        tmp[--i] = '-';
+    }
+    eddy_buf_append(out, tmp + i, sizeof tmp - (size_t)i);
+}
+
 void eddy_envelope_write(eddy_buf *out, const char *topic, size_t topic_len,
                          int32_t partition, int64_t offset, int64_t ts,
                          const char *key, ssize_t key_len,
                          const char *payload, ssize_t payload_len,
                          const eddy_header *headers, int nheaders)
 {
-    eddy_buf_append(out, "{\"topic\":", 9);
+    PUT_LIT(out, "{\"topic\":");
     eddy_buf_json_string(out, topic, topic_len);
-    eddy_buf_printf(out, ",\"partition\":%d,\"offset\":%lld,\"tstype\":\"create\",\"ts\":%lld",
-                    (int)partition, (long long)offset, (long long)ts);
+    PUT_LIT(out, ",\"partition\":");
+    put_int(out, partition);
+    PUT_LIT(out, ",\"offset\":");
+    put_int(out, offset);
+    PUT_LIT(out, ",\"tstype\":\"create\",\"ts\":");
+    put_int(out, ts);
     if (nheaders > 0) {
-        eddy_buf_append(out, ",\"headers\":[", 12);
+        PUT_LIT(out, ",\"headers\":[");
         for (int i = 0; i < nheaders; i++) {
             if (i) {
                 eddy_buf_putc(out, ',');
@@ -427,26 +453,26 @@ void eddy_envelope_write(eddy_buf *out, const char *topic, size_t topic_len,
             eddy_buf_json_string(out, headers[i].name, headers[i].name_len);
             eddy_buf_putc(out, ',');
             if (headers[i].value_len < 0) {
-                eddy_buf_append(out, "null", 4);
+                PUT_LIT(out, "null");
             } else {
                 eddy_buf_json_string(out, headers[i].value, (size_t)headers[i].value_len);
             }
         }
         eddy_buf_putc(out, ']');
     }
-    eddy_buf_append(out, ",\"key\":", 7);
+    PUT_LIT(out, ",\"key\":");
     if (key_len < 0) {
-        eddy_buf_append(out, "null", 4);
+        PUT_LIT(out, "null");
     } else {
         eddy_buf_json_string(out, key, (size_t)key_len);
     }
-    eddy_buf_append(out, ",\"payload\":", 11);
+    PUT_LIT(out, ",\"payload\":");
     if (payload_len < 0) {
-        eddy_buf_append(out, "null", 4);
+        PUT_LIT(out, "null");
     } else {
         eddy_buf_json_string(out, payload, (size_t)payload_len);
     }
-    eddy_buf_append(out, "}\n", 2);
+    PUT_LIT(out, "}\n");
 }
 
 void eddy_envelope_free(eddy_envelope *env)

@@ -169,6 +169,12 @@ int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
     lua_pushstring(L, script);
     lua_rawset(L, LUA_REGISTRYINDEX);
     set_paths(L, lua_dir, script);
+    if (getenv("EDDY_JIT_V")) {      /* trace log for performance work: EDDY_JIT_V=FILE */
+        if (luaL_dostring(L, "require('jit.v').on(os.getenv('EDDY_JIT_V'))") != 0) {
+            eddy_log_warn("EDDY_JIT_V: %s", lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
 
     /* 1. the script, which returns a job */
     if (luaL_loadfile(L, script) != 0) {

@@ -132,6 +132,28 @@ function build.branch(node, _, kids)
     end
 end
 
+-- Position of `rec` in each kind's user function (k, v, rec) etc.
+local rec_param = { map = 3, map_values = 3, filter = 3, filter_not = 3, select_key = 3, peek = 3,
+    flat_map = 4, flat_map_values = 4 }
+
+local function wants_rec(fn, pos)
+    local info = debug.getinfo(fn, "u")
+    return info.isvararg or (info.nparams or pos) >= pos
+end
+
+-- Does any user function take `rec`? If none does, one table is reused for
+-- every record instead of a new one each (no allocation per record).
+local function job_uses_rec(job)
+    for _, n in ipairs(job.nodes) do
+        if n.fn and wants_rec(n.fn, rec_param[n.kind] or 1) then return true end
+        if n.timestamp and wants_rec(n.timestamp, 3) then return true end
+        for _, p in ipairs(n.preds or {}) do
+            if wants_rec(p, 3) then return true end
+        end
+    end
+    return false
+end
+
 --- Compile `job` against the host's batch (a lightuserdata). Returns the
 --- topology (plain data) with `run`, the batch loop.
 function _M.prepare(job, batch_ud)
@@ -188,6 +210,9 @@ function _M.prepare(job, batch_ud)
             vdec = node.value_serde.decode, tsx = node.timestamp }
     end
 
+    local uses_rec = job_uses_rec(job)
+    local shared = {}
+
     local function run(start)
         local recs, hdrs, n = B.recs, B.hdrs, B.n
         for i = start, n - 1 do
@@ -198,6 +223,14 @@ function _M.prepare(job, batch_ud)
             local k, v = nil, nil
             if r.key ~= nil then k = src.kdec(ffi_string(r.key, r.klen)) end
             if r.value ~= nil then v = src.vdec(ffi_string(r.value, r.vlen)) end
+            local rec
+            if not uses_rec then
+                rec = shared
+                rec.topic, rec.partition, rec.offset, rec.ts = src.topic, r.partition, nil, tonumber(r.ts)
+                B.stage = 2
+                src.push(k, v, rec)
+                goto continue
+            end
             local headers = EMPTY_HEADERS
             local nh = r.nhdr
             if nh > 0 then
@@ -209,11 +242,12 @@ function _M.prepare(job, batch_ud)
                     headers[ffi_string(h.name, h.nlen)] = hv
                 end
             end
-            local rec = { topic = src.topic, partition = r.partition, offset = tonumber(r.offset),
+            rec = { topic = src.topic, partition = r.partition, offset = tonumber(r.offset),
                 ts = tonumber(r.ts), headers = headers }
             if src.tsx then rec.ts = check_ts(src.tsx(k, v, rec), "the source's timestamp extractor") end
             B.stage = 2
             src.push(k, v, rec)
+            ::continue::
         end
     end
 
