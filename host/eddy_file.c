@@ -205,6 +205,9 @@ int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf
         if ((rc = flush_batch(&rd))) {
             goto stopped;
         }
+        if ((rc = eddy_runner_flush(runner))) {     /* a streaming stdin sees its results now */
+            goto stopped;
+        }
         memmove(buf, buf + pos, len - pos);
         len -= pos;
     }

@@ -185,3 +185,15 @@ int eddy_runner_process(eddy_runner *r)
     eddy_stats.records_out += (uint64_t)b->nouts;
     return 0;
 }
+
+int eddy_runner_flush(eddy_runner *r)
+{
+    int rc = eddy_sink_flush(r->sink);
+    if (r->dlq != r->sink) {
+        int rc2 = eddy_sink_flush(r->dlq);
+        if (!rc) {
+            rc = rc2;
+        }
+    }
+    return rc;
+}

@@ -35,6 +35,9 @@ int eddy_runner_bad_input(eddy_runner *r, const char *topic, int32_t partition, 
                           int64_t ts, const char *k, ssize_t klen, const char *v, ssize_t vlen,
                           const char *stage, const char *msg);
 
+/** @brief Flush the sink and the DLQ (their writes are durable when it returns 0). */
+int eddy_runner_flush(eddy_runner *r);
+
 /** @brief The message of the record that stopped the run (on_error = "fail"). */
 const char *eddy_runner_error(const eddy_runner *r);
 
