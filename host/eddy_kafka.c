@@ -18,8 +18,11 @@
 
 /* ---- producer sink ---- */
 
+#define STOP_FLUSH_MS 10000   /* after a stop, wait at most this long for acknowledgements */
+
 typedef struct kafka_sink {
     rd_kafka_t *rk;
+    volatile sig_atomic_t *stop;
     int         delivery_failures;
     char        first_failure[512];
 } kafka_sink;
@@ -77,11 +80,21 @@ static int ks_write(void *ctx, const char *topic, int32_t partition, int32_t fal
 static int ks_flush(void *ctx)
 {
     kafka_sink *ks = ctx;
+    int waited_since_stop = 0;
     while (rd_kafka_outq_len(ks->rk) > 0) {
         rd_kafka_flush(ks->rk, 1000);
-        if (rd_kafka_outq_len(ks->rk) > 0) {
-            eddy_log_warn("kafka: waiting for %d output record(s) to be acknowledged",
-                          rd_kafka_outq_len(ks->rk));
+        if (rd_kafka_outq_len(ks->rk) == 0) {
+            break;
+        }
+        eddy_log_warn("kafka: waiting for %d output record(s) to be acknowledged",
+                      rd_kafka_outq_len(ks->rk));
+        if (*ks->stop && (waited_since_stop += 1000) >= STOP_FLUSH_MS) {
+            snprintf(ks->first_failure, sizeof ks->first_failure,
+                     "%d output record(s) not acknowledged %d s after the stop; offsets not "
+                     "committed (the records will be processed again on restart)",
+                     rd_kafka_outq_len(ks->rk), STOP_FLUSH_MS / 1000);
+            ks->delivery_failures++;
+            return EDDY_EKAFKA;
         }
     }
     rd_kafka_poll(ks->rk, 0);
@@ -123,6 +136,9 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
         strstr(buf, "is a producer property and will be ignored")) {
         return;    /* -X applies to both clients; each ignores the other's properties */
     }
+    if (!strcmp(fac, "FAIL")) {
+        return;    /* connection failures also reach error_cb, which rate-limits them */
+    }
     if (level <= 3) {
         eddy_log_error("kafka %s: %s", fac, buf);
     } else if (level <= 4) {
@@ -136,7 +152,13 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
         err == RD_KAFKA_RESP_ERR__RESOLVE) {
-        eddy_log_warn("kafka: %s (retrying)", reason);
+        /* the same outage is reported by both clients and on every retry: say it every 10 s */
+        static time_t last;
+        time_t now = time(NULL);
+        if (now - last >= 10) {
+            last = now;
+            eddy_log_warn("kafka: %s (retrying)", reason);
+        }
     } else {
         eddy_log_error("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
     }
@@ -368,6 +390,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
         return rc;
     }
     r.ks = calloc(1, sizeof(*r.ks));
+    r.ks->stop = c->stop;
     rd_kafka_conf_set_opaque(pc, r.ks);
     rd_kafka_conf_set_dr_msg_cb(pc, dr_msg_cb);
     r.producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, errstr_size);
@@ -526,7 +549,7 @@ out:
     if (r.dlq != ksink) {
         eddy_sink_destroy(r.dlq);
     }
-    if (r.producer) {
+    if (r.producer && rc == 0) {
         rd_kafka_flush(r.producer, 5000);
     }
     eddy_sink_destroy(ksink);

@@ -1,0 +1,263 @@
+-- spec/kafka_helper.lua: end-to-end Kafka plumbing for the specs. Starts the real
+-- `eddy broker` and `eddy run` as background processes, produces with Debian's
+-- python3 + confluent_kafka (spec/tools/produce.py), reads topics back with kcat,
+-- and reads a group's committed offsets (spec/tools/offsets.py).
+local cjson = require "cjson"
+local system = require "system"
+local h = require "helper"
+
+local q = h.q
+local _M = {}
+
+_M.PYTHON = "/usr/bin/python3"          -- the only python with confluent_kafka
+_M.TOOLS = h.ROOT .. "/spec/tools"
+_M.KCAT = "kcat"
+-- every background process gets a hard cap, so a crashed spec run leaves nothing behind
+_M.HARD_CAP_S = 120
+
+function _M.now() return system.monotime() end
+function _M.sleep(s) system.sleep(s) end
+
+local function run(cmd)
+    local ok, _, code = os.execute(cmd)
+    if type(ok) == "number" then return ok / 256 end
+    return code
+end
+_M.sh = run
+
+local function capture(cmd)
+    local p = assert(io.popen(cmd, "r"))
+    local s = p:read("*a")
+    p:close()
+    return s
+end
+
+--- Poll `fn` every `step` seconds until it returns a truthy value or `timeout`
+--- seconds pass. Returns fn's values; on timeout, errors with `what` and the last
+--- value fn returned as its second result (a description of what it saw).
+function _M.wait_for(what, timeout, fn, step)
+    local deadline = _M.now() + timeout
+    local last
+    while true do
+        local v, seen = fn()
+        if v then return v, seen end
+        last = seen
+        if _M.now() >= deadline then
+            error(("timed out after %.1fs waiting for %s%s"):format(timeout, what,
+                last ~= nil and (" (last seen: " .. tostring(last) .. ")") or ""), 2)
+        end
+        _M.sleep(step or 0.1)
+    end
+end
+
+-- ---------------------------------------------------------------- processes
+
+local Proc = {}
+Proc.__index = Proc
+
+--- Start argv in the background with stdout/stderr to files in `dir`.
+--- Returns a process object (pid, out, err files).
+function _M.spawn(dir, name, argv)
+    local parts = {}
+    for i, a in ipairs(argv) do parts[i] = q(a) end
+    local p = setmetatable({
+        name = name,
+        out = dir .. "/" .. name .. ".out",
+        err = dir .. "/" .. name .. ".err",
+        pidfile = dir .. "/" .. name .. ".pid",
+        rcfile = dir .. "/" .. name .. ".rc",
+    }, Proc)
+    os.remove(p.rcfile)
+    os.remove(p.pidfile)
+    -- `timeout` forwards TERM/INT to the command and returns its exit status
+    local inner = ("timeout -k 5 %d %s > %s 2> %s < /dev/null & echo $! > %s; wait $!; echo $? > %s")
+        :format(_M.HARD_CAP_S, table.concat(parts, " "), q(p.out), q(p.err), q(p.pidfile),
+                q(p.rcfile))
+    run("sh -c " .. q(inner) .. " > /dev/null 2>&1 &")
+    p.pid = _M.wait_for(name .. " to start", 5, function()
+        local s = h.read(p.pidfile)
+        return s and tonumber(s:match("%d+"))
+    end, 0.01)
+    p.started = _M.now()
+    return p
+end
+
+--- Exit status, or nil while running.
+function Proc:rc()
+    local s = h.read(self.rcfile)
+    return s and tonumber(s:match("%d+"))
+end
+
+function Proc:running() return self:rc() == nil end
+
+function Proc:signal(sig)
+    if self:running() then run(("kill -%s %d 2>/dev/null"):format(sig, self.pid)) end
+end
+
+function Proc:stderr() return h.read(self.err) or "" end
+function Proc:stdout() return h.read(self.out) or "" end
+
+--- Wait up to `timeout` s for the process to exit. Returns rc (nil on timeout).
+function Proc:wait(timeout)
+    local deadline = _M.now() + timeout
+    while self:running() and _M.now() < deadline do _M.sleep(0.02) end
+    return self:rc()
+end
+
+--- Send `sig` (default TERM) and wait up to `timeout` s. Returns rc (nil if it
+--- did not exit in time) and the seconds it took.
+function Proc:stop(sig, timeout)
+    local t0 = _M.now()
+    self:signal(sig or "TERM")
+    local rc = self:wait(timeout or 10)
+    return rc, _M.now() - t0
+end
+
+--- Teardown: make sure it is gone (TERM, then KILL). Safe to call twice.
+function Proc:kill()
+    if not self:running() then return end
+    self:signal("TERM")
+    if self:wait(8) == nil then
+        self:signal("KILL")
+        self:wait(5)
+    end
+end
+
+-- ---------------------------------------------------------------- broker / eddy
+
+--- Start `eddy broker` with topics { {name, partitions}, ... }. Returns proc, bootstrap.
+function _M.start_broker(dir, topics)
+    local argv = { h.EDDY, "broker" }
+    for _, t in ipairs(topics) do
+        argv[#argv + 1] = "--topic"
+        argv[#argv + 1] = t[1] .. ":" .. t[2]
+    end
+    local p = _M.spawn(dir, "broker", argv)
+    local ok, bootstrap = pcall(_M.wait_for, "the broker's bootstrap line", 10, function()
+        if not p:running() then error("eddy broker exited " .. tostring(p:rc()) .. ": " .. p:stderr()) end
+        return (p:stdout():match("^bootstrap: (%S+)\n"))
+    end, 0.02)
+    if not ok then p:kill(); error(bootstrap, 0) end
+    p.bootstrap = bootstrap
+    return p, bootstrap
+end
+
+-- eddy's own session settings for the mock cluster (a first join takes ~3 s)
+_M.FAST_GROUP = { "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000" }
+
+--- Start `eddy run SCRIPT --brokers B ...extra`. Returns the process.
+function _M.start_eddy(dir, name, script, brokers, extra)
+    local argv = { h.EDDY, "run", script, "--brokers", brokers, "--state-dir", dir .. "/state" }
+    for _, a in ipairs(_M.FAST_GROUP) do argv[#argv + 1] = a end
+    for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+    return _M.spawn(dir, name, argv)
+end
+
+-- ---------------------------------------------------------------- clients
+
+--- Produce records (tables: topic, key, value, ts, partition, headers = {{n, v}, ...};
+--- key/value/header values nil or cjson.null for null). Returns, in order,
+--- { partition =, offset = } per record. Errors if any was not delivered.
+function _M.produce(brokers, records, dir)
+    local lines = {}
+    for i, r in ipairs(records) do
+        local hs = cjson.empty_array or {}
+        if r.headers then
+            hs = {}
+            for j, hv in ipairs(r.headers) do
+                hs[j] = { hv[1], hv[2] == nil and cjson.null or hv[2] }
+            end
+        end
+        lines[i] = cjson.encode({
+            topic = r.topic,
+            key = r.key == nil and cjson.null or r.key,
+            value = r.value == nil and cjson.null or r.value,
+            ts = r.ts, partition = r.partition, headers = hs,
+        })
+    end
+    local input = h.write(dir .. "/produce.jsonl", table.concat(lines, "\n") .. "\n")
+    local cmd = ("%s %s %s < %s 2> %s"):format(_M.PYTHON, q(_M.TOOLS .. "/produce.py"), q(brokers),
+        q(input), q(dir .. "/produce.err"))
+    local out = capture(cmd)
+    local res = {}
+    for line in out:gmatch("[^\n]+") do res[#res + 1] = cjson.decode(line) end
+    assert(#res == #records, ("produce.py: %d of %d delivery reports; stderr: %s"):format(
+        #res, #records, h.read(dir .. "/produce.err") or ""))
+    for i, r in ipairs(res) do
+        assert(r.error == cjson.null, ("record %d not delivered: %s"):format(i, tostring(r.error)))
+    end
+    return res
+end
+
+--- Read a whole topic with `kcat -C -J -e`. Returns envelopes (key/payload nil for
+--- null; headers a flat list with cjson.null for null values).
+function _M.consume(brokers, topic)
+    local cmd = ("%s -C -J -e -q -b %s -t %s -X fetch.wait.max.ms=10 2>/dev/null"):format(
+        _M.KCAT, q(brokers), q(topic))
+    return h.envelopes(capture(cmd))
+end
+
+--- Poll a topic until it holds at least n records; returns them.
+function _M.wait_records(brokers, topic, n, timeout, proc)
+    return _M.wait_for(("%d records in %s"):format(n, topic), timeout or 20, function()
+        if proc and not proc:running() then
+            error(("%s exited %s while waiting for %s:\n%s"):format(proc.name, tostring(proc:rc()),
+                topic, proc:stderr()), 0)
+        end
+        local recs = _M.consume(brokers, topic)
+        if #recs >= n then return recs end
+        return nil, #recs .. " records"
+    end, 0.2)
+end
+
+--- Committed offsets of `group` and high watermarks: { [topic] = { [p] = {committed=, high=} } }
+--- (p is a 0-based number; committed -1 when none). topics = { {name, partitions}, ... }.
+function _M.offsets(brokers, group, topics)
+    local argv = { _M.PYTHON, _M.TOOLS .. "/offsets.py", brokers, group }
+    for _, t in ipairs(topics) do argv[#argv + 1] = t[1] .. ":" .. t[2] end
+    local parts = {}
+    for i, a in ipairs(argv) do parts[i] = q(a) end
+    local out = capture(table.concat(parts, " ") .. " 2>&1")
+    local ok, t = pcall(cjson.decode, out)
+    assert(ok and type(t) == "table", "offsets.py failed: " .. out)
+    local res = {}
+    for topic, ps in pairs(t) do
+        res[topic] = {}
+        for p, v in pairs(ps) do res[topic][tonumber(p)] = v end
+    end
+    return res
+end
+
+-- ---------------------------------------------------------------- comparing
+
+--- Flat kcat header list from { {name, value}, ... } (nil value -> cjson.null).
+function _M.flat_headers(list)
+    local f = {}
+    for _, hv in ipairs(list or {}) do
+        f[#f + 1] = hv[1]
+        f[#f + 1] = hv[2] == nil and cjson.null or hv[2]
+    end
+    return f
+end
+
+--- Group records by key (nil key -> "\0nil") keeping their order.
+function _M.by_key(recs)
+    local t = {}
+    for _, r in ipairs(recs) do
+        local k = r.key == nil and "\0nil" or r.key
+        t[k] = t[k] or {}
+        table.insert(t[k], r)
+    end
+    return t
+end
+
+--- Sort envelopes by (partition, offset): the order kcat shows is per partition.
+function _M.sort_by_offset(recs)
+    table.sort(recs, function(a, b)
+        if a.partition ~= b.partition then return a.partition < b.partition end
+        return a.offset < b.offset
+    end)
+    return recs
+end
+
+return _M
