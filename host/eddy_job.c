@@ -144,6 +144,65 @@ static int read_list(lua_State *L, const char *field, char **out, int *n,
     return 0;
 }
 
+/* Kafka's rule for topic names: [a-zA-Z0-9._-], 1..249 characters. */
+static int legal_topic(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > 249 || !strcmp(t, ".") || !strcmp(t, "..")) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The host's own check of the topology the DSL built (topology = data). */
+static int validate(const eddy_job *job, char *errstr, size_t errstr_size)
+{
+    if (job->nsources == 0) {
+        snprintf(errstr, errstr_size, "%s: the job has no source", job->script);
+        return EDDY_ETOPO;
+    }
+    for (int i = 0; i < job->nsources; i++) {
+        if (!legal_topic(job->sources[i])) {
+            snprintf(errstr, errstr_size, "%s: illegal source topic name \"%s\"", job->script,
+                     job->sources[i]);
+            return EDDY_ETOPO;
+        }
+        for (int j = 0; j < i; j++) {
+            if (!strcmp(job->sources[i], job->sources[j])) {
+                snprintf(errstr, errstr_size, "%s: topic \"%s\" is a source twice", job->script,
+                         job->sources[i]);
+                return EDDY_ETOPO;
+            }
+        }
+    }
+    for (int i = 0; i < job->nsinks; i++) {
+        if (!legal_topic(job->sinks[i])) {
+            snprintf(errstr, errstr_size, "%s: illegal sink topic name \"%s\"", job->script,
+                     job->sinks[i]);
+            return EDDY_ETOPO;
+        }
+        for (int j = 0; j < job->nsources; j++) {
+            if (!strcmp(job->sinks[i], job->sources[j])) {
+                eddy_log_warn("%s: topic %s is both a source and a sink of the job: its outputs "
+                              "will be read again (a loop)", job->script, job->sinks[i]);
+            }
+        }
+    }
+    if (!legal_topic(job->name)) {
+        snprintf(errstr, errstr_size, "%s: illegal job name \"%s\" (it prefixes topic names)",
+                 job->script, job->name);
+        return EDDY_ETOPO;
+    }
+    return 0;
+}
+
 int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
                   char *errstr, size_t errstr_size)
 {
@@ -213,6 +272,9 @@ int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
     lua_pop(L, 3);
     if ((rc = read_list(L, "sources", job->sources, &job->nsources, errstr, errstr_size)) ||
         (rc = read_list(L, "sinks", job->sinks, &job->nsinks, errstr, errstr_size))) {
+        goto err;
+    }
+    if ((rc = validate(job, errstr, errstr_size))) {
         goto err;
     }
     lua_getfield(L, -1, "options");
