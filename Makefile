@@ -13,7 +13,7 @@ LDFLAGS  += -Wl,-E          # export eddy_* symbols to LuaJIT's ffi.C
 DEB_PKGS  = librdkafka-dev libluajit-5.1-dev luajit liblmdb-dev lua-busted lua-cjson \
             kcat python3-confluent-kafka pkg-config
 
-SRCS := $(filter-out host/main.c,$(wildcard host/eddy_*.c))
+SRCS := $(wildcard host/eddy_*.c host/lib_*.c)
 OBJS := $(SRCS:host/%.c=build/%.o)
 TESTS := $(patsubst host/test/%.c,build/test/%,$(wildcard host/test/t_*.c))
 

@@ -25,8 +25,8 @@ typedef struct reader {
     eddy_batch  *batch;
     const eddy_file_conf *conf;
     eddy_envelope env;
-    int64_t     *next_offset;     /* per partition */
-    int32_t      npart;
+    int64_t     *next_offset[256];   /* per source topic, per partition */
+    int32_t      npart[256];
     uint32_t     rr;              /* round robin for null keys */
     eddy_buf     scratch;         /* the raw line, kept for the DLQ */
 } reader;
@@ -38,23 +38,23 @@ static int64_t now_ms(void)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-static int64_t take_offset(reader *rd, int32_t partition, int64_t given)
+static int64_t take_offset(reader *rd, int source, int32_t partition, int64_t given)
 {
-    if (partition >= rd->npart) {
+    if (partition >= rd->npart[source]) {
         int32_t n = partition + 1;
-        int64_t *p = realloc(rd->next_offset, sizeof(int64_t) * (size_t)n);
+        int64_t *p = realloc(rd->next_offset[source], sizeof(int64_t) * (size_t)n);
         if (!p) {
             abort();
         }
-        memset(p + rd->npart, 0, sizeof(int64_t) * (size_t)(n - rd->npart));
-        rd->next_offset = p;
-        rd->npart = n;
+        memset(p + rd->npart[source], 0, sizeof(int64_t) * (size_t)(n - rd->npart[source]));
+        rd->next_offset[source] = p;
+        rd->npart[source] = n;
     }
     if (given >= 0) {
-        rd->next_offset[partition] = given + 1;
+        rd->next_offset[source][partition] = given + 1;
         return given;
     }
-    return rd->next_offset[partition]++;
+    return rd->next_offset[source][partition]++;
 }
 
 static int32_t pick_partition(reader *rd, const char *key, ssize_t klen)
@@ -82,7 +82,7 @@ static int one_line(reader *rd, char *line, size_t len, int64_t lineno)
     }
     if (rd->conf->lines) {
         int32_t p = pick_partition(rd, NULL, -1);
-        eddy_batch_add(rd->batch, 0, p, take_offset(rd, p, -1), now_ms(), NULL, -1, line,
+        eddy_batch_add(rd->batch, 0, p, take_offset(rd, 0, p, -1), now_ms(), NULL, -1, line,
                        (int32_t)len);
         return 0;
     }
@@ -125,7 +125,7 @@ static int one_line(reader *rd, char *line, size_t len, int64_t lineno)
                                      now_ms(), NULL, -1, raw, (ssize_t)len, "envelope", msg);
     }
     int32_t p = env->partition >= 0 ? env->partition : pick_partition(rd, env->key, env->key_len);
-    eddy_batch_add(rd->batch, source, p, take_offset(rd, p, env->offset),
+    eddy_batch_add(rd->batch, source, p, take_offset(rd, source, p, env->offset),
                    env->has_ts ? env->ts : now_ms(), env->key, (int32_t)env->key_len,
                    env->payload, (int32_t)env->payload_len);
     for (int h = 0; h < env->nheaders; h++) {
@@ -221,7 +221,9 @@ stopped:
     }
 done:
     free(buf);
-    free(rd.next_offset);
+    for (int i = 0; i < 256; i++) {
+        free(rd.next_offset[i]);
+    }
     eddy_envelope_free(&rd.env);
     eddy_buf_free(&rd.scratch);
     if (fd > 0) {

@@ -6,6 +6,7 @@
 #include "eddy_job.h"
 #include "eddy.h"
 #include "eddy_log.h"
+#include "lib_json.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -29,7 +30,8 @@ struct eddy_job {
     int         nsources;
     char       *sinks[MAX_TOPICS];
     int         nsinks;
-    char        optbuf[512];
+    char       *optvals[64];      /* copies handed out by eddy_job_option */
+    int         noptvals;
 };
 
 static const char script_key = 'k';   /* registry: the script's path */
@@ -82,19 +84,28 @@ static int pcall(lua_State *L, int nargs, int nresults)
     return rc;
 }
 
-/* Copy the first line of the error on top of the stack. */
+/* Copy the error on top of the stack without its traceback, on one line
+ * ("error loading module" messages put the file:line on a second line). */
 static void errline(lua_State *L, char *out, size_t size)
 {
     const char *msg = lua_tostring(L, -1);
     if (!msg) {
         msg = "unknown error";
     }
-    size_t n = strcspn(msg, "\n");
-    if (n >= size) {
-        n = size - 1;
+    const char *tb = strstr(msg, "\nstack traceback:");
+    size_t n = tb ? (size_t)(tb - msg) : strlen(msg);
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 1 < size; i++) {
+        char c = msg[i];
+        if (c == '\n' || c == '\t') {
+            if (o > 0 && out[o - 1] != ' ') {
+                out[o++] = ' ';
+            }
+            continue;
+        }
+        out[o++] = c;
     }
-    memcpy(out, msg, n);
-    out[n] = '\0';
+    out[o] = '\0';
 }
 
 static char *strdup_or_die(const char *s)
@@ -224,6 +235,11 @@ int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
     }
     lua_State *L = job->L;
     luaL_openlibs(L);
+    lua_getglobal(L, "package");                 /* package.preload["eddy.json"] */
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, eddy_open_json);
+    lua_setfield(L, -2, "eddy.json");
+    lua_pop(L, 2);
     lua_pushlightuserdata(L, (void *)&script_key);
     lua_pushstring(L, script);
     lua_rawset(L, LUA_REGISTRYINDEX);
@@ -305,6 +321,9 @@ void eddy_job_destroy(eddy_job *job)
     for (int i = 0; i < job->nsinks; i++) {
         free(job->sinks[i]);
     }
+    for (int i = 0; i < job->noptvals; i++) {
+        free(job->optvals[i]);
+    }
     free(job->name);
     free(job->on_error);
     free(job->describe);
@@ -333,6 +352,7 @@ int eddy_job_source_index(const eddy_job *job, const char *topic, size_t len)
 
 const char *eddy_job_option(const eddy_job *job, const char *name)
 {
+    eddy_job *j = (eddy_job *)job;      /* caches copies; logically const */
     lua_State *L = job->L;
     const char *res = NULL;
     lua_rawgeti(L, LUA_REGISTRYINDEX, job->opts_ref);
@@ -340,14 +360,19 @@ const char *eddy_job_option(const eddy_job *job, const char *name)
     switch (lua_type(L, -1)) {
     case LUA_TSTRING:
     case LUA_TNUMBER:
-        snprintf(((eddy_job *)job)->optbuf, sizeof job->optbuf, "%s", lua_tostring(L, -1));
-        res = job->optbuf;
+        res = lua_tostring(L, -1);
         break;
     case LUA_TBOOLEAN:
         res = lua_toboolean(L, -1) ? "true" : "false";
         break;
     default:
         break;
+    }
+    if (res && j->noptvals < 64) {
+        j->optvals[j->noptvals] = strdup_or_die(res);
+        res = j->optvals[j->noptvals++];
+    } else if (res) {
+        res = NULL;
     }
     lua_pop(L, 2);
     return res;

@@ -162,10 +162,8 @@ int eddy_runner_process(eddy_runner *r)
     eddy_batch *b = eddy_job_batch(r->job);
     eddy_stats.records_in += (uint64_t)b->n;
     eddy_stats.batches++;
-    int rc = eddy_job_run_batch(r->job, on_record_error, r);
-    if (rc) {
-        return rc;
-    }
+    int failed = eddy_job_run_batch(r->job, on_record_error, r);
+    int rc;
     if (r->sink_err) {
         rc = r->sink_err;
         r->sink_err = 0;
@@ -183,7 +181,7 @@ int eddy_runner_process(eddy_runner *r)
         }
     }
     eddy_stats.records_out += (uint64_t)b->nouts;
-    return 0;
+    return failed;     /* under "fail", the outputs of the records before the failed one are out */
 }
 
 int eddy_runner_flush(eddy_runner *r)

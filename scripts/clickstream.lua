@@ -56,10 +56,11 @@ local function query_param(query, name)
 end
 
 local function enrich(ev, user, ts)
-    local path, query = ev.url:match("^https?://[^/]+(/[^?#]*)(%??[^#]*)")
+    local host, path, query = ev.url:match("^https?://([^/]+)(/[^?#]*)(%??[^#]*)")
     path = path or "/"
     local page, product = page_of(path)
     local referrer_host = type(ev.referrer) == "string" and ev.referrer:match("^https?://([^/]+)")
+    if referrer_host == host then referrer_host = "internal" end   -- a click within the site
     return {
         event_id = ev.event_id,
         type = ev.type,

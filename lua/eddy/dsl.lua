@@ -93,10 +93,10 @@ end
 
 local function check_topic(topic, what)
     if type(topic) ~= "string" or topic == "" then
-        error(what .. ": a topic name (non-empty string) is required", 4)
+        error(what .. ": a topic name (non-empty string) is required", 3)
     end
-    if #topic > 249 or not topic:match("^[%w%._%-]+$") then
-        error(("%s: %q is not a legal Kafka topic name ([A-Za-z0-9._-], at most 249)"):format(what, topic), 4)
+    if #topic > 249 or not topic:match("^[%w%._%-]+$") or topic == "." or topic == ".." then
+        error(("%s: %q is not a legal Kafka topic name ([A-Za-z0-9._-], at most 249; not . or ..)"):format(what, topic), 3)
     end
 end
 
@@ -214,8 +214,9 @@ function _M.describe(job)
         if n.kind == "branch_out" then what = "branch #" .. job.nodes[n.id].index end
         local kids = {}
         for i, c in ipairs(n.children) do kids[i] = tostring(c) end
-        out[#out + 1] = ("    %2d  %-22s %-28s%s"):format(n.id, what, n.line,
+        local line = ("    %2d  %-22s %-28s%s"):format(n.id, what, n.line,
             #kids > 0 and (" -> " .. table.concat(kids, ", ")) or "")
+        out[#out + 1] = (line:gsub("%s+$", ""))
     end
     return table.concat(out, "\n")
 end

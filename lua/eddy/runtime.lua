@@ -228,6 +228,7 @@ function _M.prepare(job, batch_ud)
                 rec = shared
                 rec.topic, rec.partition, rec.offset, rec.ts = src.topic, r.partition, nil, tonumber(r.ts)
                 B.stage = 2
+                if src.tsx then rec.ts = check_ts(src.tsx(k, v, rec), "the source's timestamp extractor") end
                 src.push(k, v, rec)
                 goto continue
             end
@@ -244,8 +245,8 @@ function _M.prepare(job, batch_ud)
             end
             rec = { topic = src.topic, partition = r.partition, offset = tonumber(r.offset),
                 ts = tonumber(r.ts), headers = headers }
-            if src.tsx then rec.ts = check_ts(src.tsx(k, v, rec), "the source's timestamp extractor") end
             B.stage = 2
+            if src.tsx then rec.ts = check_ts(src.tsx(k, v, rec), "the source's timestamp extractor") end
             src.push(k, v, rec)
             ::continue::
         end

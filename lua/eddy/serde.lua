@@ -4,12 +4,17 @@
 local _M = {}
 
 local type, tostring, tonumber, error, pcall = type, tostring, tonumber, error, pcall
-local cjson = require "cjson.safe"
-local cjson_strict = require "cjson"
-local json_decode, json_encode = cjson.decode, cjson_strict.encode
-cjson_strict.encode_sparse_array(true)
-cjson_strict.encode_invalid_numbers(false)
-cjson.decode_invalid_numbers(false)
+-- eddy.json (host/lib_json.c) writes integers exactly and keeps [] an array;
+-- lua-cjson is the fallback outside the host (plain luajit).
+local ok_json, ejson = pcall(require, "eddy.json")
+local cjson = require "cjson"
+local json_decode, json_encode, json_null
+if ok_json then
+    json_decode, json_encode, json_null = ejson.decode, ejson.encode, ejson.null
+else
+    local safe = require "cjson.safe"
+    json_decode, json_encode, json_null = safe.decode, safe.encode, cjson.null
+end
 
 local function identity_decode(s) return s end
 local function string_encode(v)
@@ -32,6 +37,10 @@ local builtin = {
         encode = function(v)
             if type(v) ~= "number" then error("number serde cannot encode a " .. type(v), 0) end
             if v == math.floor(v) and v > -2^53 and v < 2^53 then return ("%d"):format(v) end
+            for prec = 14, 16 do                      -- the shortest text that reads back the same
+                local s = ("%." .. prec .. "g"):format(v)
+                if tonumber(s) == v then return s end
+            end
             return ("%.17g"):format(v)
         end,
     },
@@ -43,14 +52,14 @@ local builtin = {
             return v
         end,
         encode = function(v)
-            local ok, s = pcall(json_encode, v)
-            if not ok then error("cannot encode JSON: " .. tostring(s), 0) end
+            local s, err = json_encode(v)
+            if s == nil then error(err, 0) end
             return s
         end,
     },
 }
 _M.builtin = builtin
-_M.null = cjson.null
+_M.null = json_null
 
 --- Resolve a serde spec (nil, a name, or {encode=, decode=}); `what` names it in errors.
 function _M.resolve(spec, what)
@@ -58,18 +67,18 @@ function _M.resolve(spec, what)
     if type(spec) == "string" then
         local s = builtin[spec]
         if not s then
-            error(("%s: unknown serde %q (string, json, bytes, number, or {encode=, decode=})"):format(what, spec), 4)
+            error(("%s: unknown serde %q (string, json, bytes, number, or {encode=, decode=})"):format(what, spec), 3)
         end
         return s
     end
     if type(spec) == "table" then
         if spec.decode ~= nil and type(spec.decode) ~= "function"
             or spec.encode ~= nil and type(spec.encode) ~= "function" then
-            error(what .. ": a custom serde needs encode and decode functions", 4)
+            error(what .. ": a custom serde needs encode and decode functions", 3)
         end
         return { name = "custom", decode = spec.decode or identity_decode, encode = spec.encode or string_encode }
     end
-    error(what .. ": a serde is a name or a table {encode=, decode=}", 4)
+    error(what .. ": a serde is a name or a table {encode=, decode=}", 3)
 end
 
 return _M
