@@ -126,6 +126,7 @@ typedef struct run {
     eddy_runner  *runner;
     rd_kafka_topic_partition_list_t *tasks;   /* assigned partitions; .offset = next to commit */
     int           dirty;                     /* offsets advanced since the last commit */
+    rd_kafka_topic_partition_list_t *pending; /* processed, flushed, not yet committed */
     char         *errstr;
     size_t        errstr_size;
 } run;
@@ -171,8 +172,50 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Flush outputs, then commit the offsets of everything processed. */
-static int commit(run *r, int final)
+/* Move the offsets processed since the last commit into r->pending. */
+static void take_offsets(run *r)
+{
+    if (!r->dirty || !r->tasks) {
+        return;
+    }
+    if (!r->pending) {
+        r->pending = rd_kafka_topic_partition_list_new(r->tasks->cnt);
+    }
+    for (int i = 0; i < r->tasks->cnt; i++) {
+        rd_kafka_topic_partition_t *t = &r->tasks->elems[i];
+        if (t->offset < 0) {
+            continue;
+        }
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(r->pending, t->topic, t->partition);
+        if (!p) {
+            p = rd_kafka_topic_partition_list_add(r->pending, t->topic, t->partition);
+        }
+        p->offset = t->offset;
+    }
+    r->dirty = 0;
+}
+
+/* Commit r->pending. A failure (a rebalance in progress, say) keeps them
+ * pending for the next try. @returns 0 when nothing is left pending. */
+static int commit_pending(run *r)
+{
+    if (!r->pending || r->pending->cnt == 0) {
+        return 0;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_commit(r->consumer, r->pending, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        eddy_log_warn("kafka: offset commit failed: %s (kept; retried)", rd_kafka_err2str(err));
+        return EDDY_EKAFKA;
+    }
+    rd_kafka_topic_partition_list_destroy(r->pending);
+    r->pending = NULL;
+    return 0;
+}
+
+/* Flush outputs, then commit the offsets of everything processed. A commit
+ * the broker refuses stays pending; only a failed flush is an error. */
+static int commit(run *r)
 {
     int rc = eddy_sink_flush(r->sink);
     if (rc == 0 && r->dlq != r->sink) {
@@ -183,26 +226,8 @@ static int commit(run *r, int final)
                  ? r->ks->first_failure : "cannot flush outputs; offsets not committed");
         return EDDY_EKAFKA;
     }
-    if (!r->dirty || !r->tasks) {
-        return 0;
-    }
-    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(r->tasks->cnt);
-    for (int i = 0; i < r->tasks->cnt; i++) {
-        rd_kafka_topic_partition_t *t = &r->tasks->elems[i];
-        if (t->offset >= 0) {
-            rd_kafka_topic_partition_list_add(offs, t->topic, t->partition)->offset = t->offset;
-        }
-    }
-    if (offs->cnt > 0) {
-        rd_kafka_resp_err_t err = rd_kafka_commit(r->consumer, offs, 0);
-        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-            eddy_log_warn("kafka: offset commit failed: %s%s", rd_kafka_err2str(err),
-                          final ? "" : " (will retry)");
-        } else {
-            r->dirty = 0;
-        }
-    }
-    rd_kafka_topic_partition_list_destroy(offs);
+    take_offsets(r);
+    commit_pending(r);
     return 0;
 }
 
@@ -212,7 +237,32 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     run *r = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++) {
-            eddy_log_info("task %s[%d] assigned", parts->elems[i].topic, parts->elems[i].partition);
+            rd_kafka_topic_partition_t *p = &parts->elems[i];
+            rd_kafka_topic_partition_t *pend =
+                r->pending ? rd_kafka_topic_partition_list_find(r->pending, p->topic, p->partition)
+                           : NULL;
+            if (pend) {
+                p->offset = pend->offset;   /* ours again: go on after what we processed */
+            }
+            eddy_log_info("task %s[%d] assigned", p->topic, p->partition);
+        }
+        if (r->pending) {
+            /* offsets we could not commit for partitions now owned elsewhere: the new
+             * owner processes those records again (at-least-once); never move its
+             * position back by committing them late */
+            rd_kafka_topic_partition_list_t *keep = rd_kafka_topic_partition_list_new(parts->cnt);
+            for (int i = 0; i < r->pending->cnt; i++) {
+                rd_kafka_topic_partition_t *q = &r->pending->elems[i];
+                if (rd_kafka_topic_partition_list_find(parts, q->topic, q->partition)) {
+                    rd_kafka_topic_partition_list_add(keep, q->topic, q->partition)->offset = q->offset;
+                } else {
+                    eddy_log_warn("task %s[%d]: offset %lld was not committed before it moved; "
+                                  "its new owner processes those records again", q->topic,
+                                  q->partition, (long long)q->offset);
+                }
+            }
+            rd_kafka_topic_partition_list_destroy(r->pending);
+            r->pending = keep;
         }
         if (r->tasks) {
             rd_kafka_topic_partition_list_destroy(r->tasks);
@@ -222,9 +272,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             r->tasks->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
         }
         rd_kafka_assign(rk, parts);
+        commit_pending(r);
     } else {
         /* revoked: everything processed so far is flushed and committed first */
-        commit(r, 0);
+        commit(r);
         for (int i = 0; i < parts->cnt; i++) {
             eddy_log_info("task %s[%d] revoked", parts->elems[i].topic, parts->elems[i].partition);
         }
@@ -271,7 +322,7 @@ static void ensure_topics(run *r)
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err;
     for (int attempt = 0; !*r->conf->stop; attempt++) {
-        err = rd_kafka_metadata(r->producer, 1, NULL, &md, 5000);
+        err = rd_kafka_metadata(r->producer, 1, NULL, &md, 2000);
         if (!err) {
             break;
         }
@@ -520,20 +571,37 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
         rd_kafka_poll(r.producer, 0);     /* delivery reports */
         int64_t now = mono_ms();
         if (now - last_commit >= c->commit_interval_ms) {
-            if ((rc = commit(&r, 0))) {
+            if ((rc = commit(&r))) {
                 goto out_noncommit;
             }
             last_commit = now;
         }
     }
     eddy_log_info("job %s: stopping: committing and leaving the group", eddy_job_name(job));
-    rc = commit(&r, 1);
+    rc = commit(&r);
+    /* a commit refused during a rebalance: let the group settle, then retry */
+    for (int64_t until = mono_ms() + STOP_FLUSH_MS; rc == 0 && r.pending && mono_ms() < until;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(r.consumer, 200);
+        if (m) {
+            rd_kafka_message_destroy(m);    /* not processed: its offset is not committed */
+        }
+        commit_pending(&r);
+    }
+    if (rc == 0 && r.pending) {
+        snprintf(errstr, errstr_size, "could not commit the offsets of processed records within "
+                 "%d s of the stop; they will be processed again on restart", STOP_FLUSH_MS / 1000);
+        rc = EDDY_EKAFKA;
+    }
 out_noncommit:
     if (rc) {
         /* do not commit anything more: on restart these records are processed again */
         if (r.tasks) {
             rd_kafka_topic_partition_list_destroy(r.tasks);
             r.tasks = NULL;
+        }
+        if (r.pending) {
+            rd_kafka_topic_partition_list_destroy(r.pending);
+            r.pending = NULL;
         }
         r.dirty = 0;
     }
@@ -555,6 +623,9 @@ out:
     eddy_sink_destroy(ksink);
     if (r.tasks) {
         rd_kafka_topic_partition_list_destroy(r.tasks);
+    }
+    if (r.pending) {
+        rd_kafka_topic_partition_list_destroy(r.pending);
     }
     rd_kafka_destroy(r.producer);
     return rc;

@@ -52,7 +52,6 @@ int eddy_sink_flush(eddy_sink *s)
 
 /* ---- file sink ---- */
 
-#define FILE_MAX_TOPICS 64
 #define FILE_FLUSH_BYTES (1 << 20)
 
 typedef struct file_topic {
@@ -66,8 +65,8 @@ typedef struct file_sink {
     int         owned;
     int         partitions;
     eddy_buf    buf;
-    file_topic  topics[FILE_MAX_TOPICS];
-    int         ntopics;
+    file_topic *topics;
+    int         ntopics, tcap;
     eddy_header *hdrs;
     int         hcap;
 } file_sink;
@@ -82,8 +81,14 @@ static int64_t next_offset(file_sink *fs, const char *topic, int32_t partition)
         }
     }
     if (!t) {
-        if (fs->ntopics == FILE_MAX_TOPICS) {
-            return 0;
+        if (fs->ntopics == fs->tcap) {
+            int cap = fs->tcap ? fs->tcap * 2 : 8;
+            file_topic *nt = realloc(fs->topics, sizeof(*nt) * (size_t)cap);
+            if (!nt) {
+                abort();
+            }
+            fs->topics = nt;
+            fs->tcap = cap;
         }
         t = &fs->topics[fs->ntopics++];
         t->name = strdup(topic);
@@ -157,6 +162,7 @@ static void file_close(void *ctx)
         free(fs->topics[i].name);
         free(fs->topics[i].next_offset);
     }
+    free(fs->topics);
     eddy_buf_free(&fs->buf);
     free(fs->hdrs);
     free(fs);

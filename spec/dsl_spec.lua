@@ -208,13 +208,28 @@ job:source("in")
    :map_values(function(v, k, rec) return v .. "@" .. rec.ts end)
    :to("out")
 return job
-]], { { key = "k", payload = "x", ts = 1700000000000 } })
+]], { { key = "k", payload = "x", ts = 1700000000000, headers = { "h1", "v1" } } })
         assert.equal(0, r.code)
         assert.same({
-            { key = "early", payload = "x@5000", ts = 5000 },
-            { key = "same", payload = "x@1700000000000", ts = 1700000000000 },
-            { key = "late", payload = "x@1700000009999", ts = 1700000009999 },
-        }, project(r.out, { "key", "payload", "ts" }))
+            { key = "early", payload = "x@5000", ts = 5000, headers = { "h1", "v1" } },
+            { key = "same", payload = "x@1700000000000", ts = 1700000000000, headers = { "h1", "v1" } },
+            { key = "late", payload = "x@1700000009999", ts = 1700000009999, headers = { "h1", "v1" } },
+        }, project(r.out, { "key", "payload", "ts", "headers" }))
+    end)
+
+    it("flat_map can emit many records for one input (200 000)", function()
+        local r = run(PRE .. [[
+local job = eddy.job { name = "dsl" }
+job:source("in")
+   :flat_map(function(k, v, emit) for i = 1, tonumber(v) do emit(nil, i) end end)
+   :to("out")
+return job
+]], { { payload = "200000" }, { payload = "2" } })
+        assert.equal(0, r.code)
+        assert.equal(200002, #r.out)
+        assert.equal("200000", r.out[200000].payload)
+        assert.equal(199999, r.out[200000].offset)
+        assert.equal("2", r.out[200002].payload)
     end)
 
     it("flat_map's emit with a timestamp that is not a number is a process error", function()
@@ -486,6 +501,19 @@ return job
         assert.equal(1, #r.out)
         assert.same({ topic = "in", partition = 2, offset = 41, ts = 1700000000123,
             headers = { a = "3", b = "2", n = false } }, cjson.decode(r.out[1].payload))
+    end)
+
+    -- CONTRACT: "rec is read-only metadata". Writing it may raise (a bad record) or be
+    -- ignored, but must not change what is written.
+    it("is read-only: assigning rec.ts in a step does not change the output's ts", function()
+        local r = run(PRE .. [[
+local job = eddy.job { name = "dsl" }
+job:source("in"):peek(function(k, v, rec) rec.ts = 5 end):to("out")
+return job
+]], { { key = "k", payload = "x", ts = 1000 } })
+        assert.equal(0, r.code)
+        for _, e in ipairs(r.out) do assert.equal(1000, e.ts) end
+        assert.equal(1, #r.out + #r.dlq)
     end)
 
     it("rec.headers is an empty table when the record has no headers", function()

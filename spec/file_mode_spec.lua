@@ -225,6 +225,41 @@ return job
         assert.same({ "0/0", "1/0", "0/1", "1/50", "1/51", "0/2", "2/7" }, seen)
     end)
 
+    it("output offsets count per topic for many sink topics (70)", function()
+        local r = run(PRE .. [[
+local job = eddy.job { name = "fm" }
+local s = job:source("in")
+for i = 1, 70 do s:to("t" .. i) end
+return job
+]], { { payload = "a" }, { payload = "b" } })
+        assert.equal(0, r.code)
+        assert.equal(140, #r.out)
+        local seen = {}
+        for _, e in ipairs(r.out) do
+            local want = e.payload == "a" and 0 or 1
+            assert.equal(want, e.offset, e.topic .. " " .. e.payload)
+            seen[e.topic] = (seen[e.topic] or 0) + 1
+        end
+        for i = 1, 70 do assert.equal(2, seen["t" .. i]) end
+    end)
+
+    it("missing offsets count per source topic and partition", function()
+        local r = run(PRE .. [[
+local job = eddy.job { name = "fm" }
+job:source({ "a", "b" })
+   :map_values(function(v, k, rec) return rec.topic .. "/" .. rec.partition .. "/" .. rec.offset end)
+   :to("out")
+return job
+]], { { topic = "a", partition = 0, payload = "" }, { topic = "b", partition = 0, payload = "" },
+            { topic = "b", partition = 0, payload = "" }, { topic = "a", partition = 0, payload = "" },
+            { topic = "b", partition = 1, payload = "" }, { topic = "a", partition = 1, offset = 9, payload = "" },
+            { topic = "b", partition = 1, payload = "" }, { topic = "a", partition = 1, payload = "" } },
+            { "--partitions", "2" })
+        assert.equal(0, r.code)
+        assert.same({ "a/0/0", "b/0/0", "b/0/1", "a/0/1", "b/1/0", "a/1/9", "b/1/1", "a/1/10" },
+            field(r.out, "payload"))
+    end)
+
     it("output offsets count per topic and partition from 0, whatever the input offsets", function()
         local r = run(PRE .. [[
 local job = eddy.job { name = "fm" }
@@ -403,6 +438,25 @@ return job
         assert.same({ "one", "two" }, field(h.envelopes(out), "payload"))
     end)
 
+    it("output, dlq, partitions and app_id can all be set in the script", function()
+        local dir = h.tmpdir()
+        local inp = h.write(dir .. "/data.jsonl", '{"key":"k","payload":"{}"}\n{"key":"k","payload":"{"}\n')
+        local sp = h.script(dir, "job.lua", PRE .. ([[
+local job = eddy.job { name = "fm", input = %q, output = %q, dlq = %q, partitions = 5, app_id = "fm-app" }
+job:source("in", { value = "json" }):to("out", { value = "json" })
+return job
+]]):format(inp, dir .. "/o.jsonl", dir .. "/d.jsonl"))
+        local code, stdout = h.eddy({ "run", sp, "--quiet" })
+        local out, dlq = h.envelopes(h.read(dir .. "/o.jsonl")), h.envelopes(h.read(dir .. "/d.jsonl"))
+        os.execute("rm -rf " .. h.q(dir))
+        assert.equal(0, code)
+        assert.equal("", stdout)
+        assert.same({ "{}" }, field(out, "payload"))
+        assert.same({ h.partition_for("k", 5) }, field(out, "partition"))
+        assert.same({ "fm-app-dlq" }, field(dlq, "topic"))
+        assert.same({ "{" }, field(dlq, "payload"))
+    end)
+
     -- Both options from eddy.job{}: reading one must not overwrite the other.
     it("input and input_format can both be set in the script", function()
         local dir = h.tmpdir()
@@ -432,6 +486,53 @@ describe("--input -", function()
         local r = run(SEEN, "x\ny\nz\n", { "--input-format", "lines" }, { stdin = true })
         assert.equal(0, r.code)
         assert.equal(3, #r.out)
+    end)
+end)
+
+describe("a running file-mode job", function()
+    local UPPER = PRE .. [[
+local job = eddy.job { name = "fm" }
+job:source("in"):map_values(function(v) return v:upper() end):to("out")
+return job
+]]
+
+    local function sh(script)
+        local dir = h.tmpdir()
+        local sp = h.script(dir, "job.lua", UPPER)
+        local cmd = script:gsub("%$EDDY", h.q(h.EDDY)):gsub("%$JOB", h.q(sp)):gsub("%$D", h.q(dir))
+        os.execute(cmd)
+        return dir
+    end
+
+    it("--input - processes what has arrived as it arrives (a streaming stdin)", function()
+        local dir = sh([[( printf 'a\n'; sleep 1; printf 'b\n' ) | $EDDY run $JOB --input - --input-format lines --quiet ]]
+            .. [[| while IFS= read -r l; do echo "$(date +%s%3N) $l"; done > $D/stamped]])
+        local text = h.read(dir .. "/stamped") or ""
+        os.execute("rm -rf " .. h.q(dir))
+        local t, p = {}, {}
+        for ms, l in text:gmatch("(%d+) ([^\n]+)") do
+            t[#t + 1] = tonumber(ms)
+            p[#p + 1] = cjson.decode(l).payload
+        end
+        assert.same({ "A", "B" }, p)
+        assert.is_true(t[2] - t[1] >= 700, "A came " .. tostring(t[2] - t[1]) .. " ms before B")
+    end)
+
+    it("SIGTERM finishes what it has, flushes and exits 0", function()
+        local dir = sh([[mkfifo $D/fifo
+$EDDY run $JOB --input $D/fifo --input-format lines --quiet --output $D/out &
+pid=$!
+exec 3>$D/fifo
+printf 'x\ny\n' >&3
+sleep 0.5
+kill -TERM $pid
+wait $pid
+echo $? > $D/rc
+exec 3>&-]])
+        local rc, out = h.read(dir .. "/rc"), h.read(dir .. "/out")
+        os.execute("rm -rf " .. h.q(dir))
+        assert.equal("0", (rc or ""):match("%d+"))
+        assert.same({ "X", "Y" }, field(h.envelopes(out), "payload"))
     end)
 end)
 

@@ -82,10 +82,14 @@ function _M.spawn(dir, name, argv)
     return p
 end
 
---- Exit status, or nil while running.
+--- Exit status, or nil while running (remembered once seen: the file may be
+--- removed with its directory, and the pid must not be signalled after exit).
 function Proc:rc()
-    local s = h.read(self.rcfile)
-    return s and tonumber(s:match("%d+"))
+    if self.exit_status == nil then
+        local s = h.read(self.rcfile)
+        self.exit_status = s and tonumber(s:match("%d+"))
+    end
+    return self.exit_status
 end
 
 function Proc:running() return self:rc() == nil end
@@ -155,18 +159,12 @@ end
 
 -- ---------------------------------------------------------------- clients
 
---- Produce records (tables: topic, key, value, ts, partition, headers = {{n, v}, ...};
---- key/value/header values nil or cjson.null for null). Returns, in order,
---- { partition =, offset = } per record. Errors if any was not delivered.
-function _M.produce(brokers, records, dir)
+local function records_file(records, path)
     local lines = {}
     for i, r in ipairs(records) do
-        local hs = cjson.empty_array or {}
-        if r.headers then
-            hs = {}
-            for j, hv in ipairs(r.headers) do
-                hs[j] = { hv[1], hv[2] == nil and cjson.null or hv[2] }
-            end
+        local hs = {}
+        for j, hv in ipairs(r.headers or {}) do
+            hs[j] = { hv[1], hv[2] == nil and cjson.null or hv[2] }
         end
         lines[i] = cjson.encode({
             topic = r.topic,
@@ -175,18 +173,43 @@ function _M.produce(brokers, records, dir)
             ts = r.ts, partition = r.partition, headers = hs,
         })
     end
-    local input = h.write(dir .. "/produce.jsonl", table.concat(lines, "\n") .. "\n")
-    local cmd = ("%s %s %s < %s 2> %s"):format(_M.PYTHON, q(_M.TOOLS .. "/produce.py"), q(brokers),
-        q(input), q(dir .. "/produce.err"))
-    local out = capture(cmd)
+    return h.write(path, table.concat(lines, "\n") .. "\n")
+end
+
+local function delivery_reports(out, n, errtext)
     local res = {}
     for line in out:gmatch("[^\n]+") do res[#res + 1] = cjson.decode(line) end
-    assert(#res == #records, ("produce.py: %d of %d delivery reports; stderr: %s"):format(
-        #res, #records, h.read(dir .. "/produce.err") or ""))
+    assert(#res == n, ("produce.py: %d of %d delivery reports; stderr: %s"):format(#res, n, errtext or ""))
     for i, r in ipairs(res) do
         assert(r.error == cjson.null, ("record %d not delivered: %s"):format(i, tostring(r.error)))
     end
     return res
+end
+
+--- Produce records (tables: topic, key, value, ts, partition, headers = {{n, v}, ...};
+--- key/value/header values nil for null). Returns, in order, { partition =, offset = }
+--- per record. Errors if any was not delivered.
+function _M.produce(brokers, records, dir)
+    local input = records_file(records, dir .. "/produce.jsonl")
+    local cmd = ("%s %s %s --input %s 2> %s"):format(_M.PYTHON, q(_M.TOOLS .. "/produce.py"),
+        q(brokers), q(input), q(dir .. "/produce.err"))
+    return delivery_reports(capture(cmd), #records, h.read(dir .. "/produce.err"))
+end
+
+--- Produce in the background at about `rate` records per second. Returns the
+--- process; `_M.produced(proc, n)` waits for it and returns the delivery reports.
+function _M.produce_async(brokers, records, dir, name, rate)
+    local input = records_file(records, dir .. "/" .. name .. ".jsonl")
+    local p = _M.spawn(dir, name, { _M.PYTHON, _M.TOOLS .. "/produce.py", brokers,
+        "--rate", tostring(rate), "--input", input })
+    p.nrecords = #records
+    return p
+end
+
+function _M.produced(p, timeout)
+    local rc = p:wait(timeout or 30)
+    assert(rc == 0, ("%s exited %s: %s"):format(p.name, tostring(rc), p:stderr()))
+    return delivery_reports(p:stdout(), p.nrecords, p:stderr())
 end
 
 --- Read a whole topic with `kcat -C -J -e`. Returns envelopes (key/payload nil for

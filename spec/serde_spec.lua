@@ -199,6 +199,120 @@ describe("json serde", function()
     end)
 end)
 
+describe("json serde details", function()
+    local PASS = job('{ value = "json" }', ":map_values(function(v) return v end)", '{ value = "json" }')
+
+    it("\\u escapes inside a JSON value are characters (UTF-8), unlike the envelope's", function()
+        local r = run(job('{ value = "json" }', [[
+   :map_values(function(v) return (v.s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end)]], "{}"),
+            { { key = "1", payload = '{"s":"caf\\u00e9"}' }, { key = "2", payload = '{"s":"\\ud83d\\ude00"}' },
+              { key = "3", payload = '{"s":"\\u0000\\u001f"}' }, { key = "4", payload = '{"s":"caf\195\169"}' } })
+        assert.equal(0, r.code)
+        assert.same({ "636166c3a9", "f09f9880", "001f", "636166c3a9" }, payloads(r.out))
+    end)
+
+    it("strings with quotes, backslashes and control characters survive a pass-through", function()
+        local str = "q\"b\\s/\b\f\n\r\t\0\1\127 caf\195\169"
+        local r = run(PASS, { { key = "k", payload = cjson.encode({ s = str }) } })
+        assert.equal(0, r.code)
+        assert.equal(str, cjson.decode(r.out[1].payload).s)
+    end)
+
+    it("numbers survive a pass-through: integers to 2^53 exactly, fractions as the same double", function()
+        local text = '[0,-1,9007199254740992,-9007199254740992,1234567890123456,0.1,-0.5,1e-7,3.14,1.5e300,'
+            .. '123456789012345678,2.5e-300,100]'
+        local r = run(PASS, { { key = "k", payload = text } })
+        assert.equal(0, r.code)
+        local got = r.out[1].payload
+        local want = { 0, -1, 9007199254740992, -9007199254740992, 1234567890123456, 0.1, -0.5, 1e-7, 3.14,
+            1.5e300, 123456789012345678, 2.5e-300, 100 }
+        local i = 0
+        for num in got:gmatch("[^%[%],]+") do
+            i = i + 1
+            assert.equal(want[i], tonumber(num), "element " .. i .. " of " .. got)
+        end
+        assert.equal(#want, i)
+        for _, exact in ipairs({ "9007199254740992", "1234567890123456", "0.1", "-0.5", "3.14", "100" }) do
+            assert.truthy(got:find(exact, 1, true), exact .. " in " .. got)
+        end
+    end)
+
+    it("[] stays [], {} stays {}, nested and after changes", function()
+        local r = run(job('{ value = "json" }', [[
+   :map_values(function(v) table.insert(v.grow, 1); return v end)]], '{ value = "json" }'),
+            { { key = "k", payload = '{"a":[],"o":{},"n":[[],{}],"grow":[]}' } })
+        assert.equal(0, r.code)
+        local out = r.out[1].payload
+        assert.truthy(out:find('"a":[]', 1, true), out)
+        assert.truthy(out:find('"o":{}', 1, true), out)
+        assert.truthy(out:find('"n":[[],{}]', 1, true), out)
+        assert.truthy(out:find('"grow":[1]', 1, true), out)
+    end)
+
+    it("an object with numeric string keys stays an object", function()
+        local r = run(PASS, { { key = "k", payload = '{"1":"a","2":"b"}' } })
+        assert.equal(0, r.code)
+        assert.equal("{", r.out[1].payload:sub(1, 1))
+        assert.same({ ["1"] = "a", ["2"] = "b" }, cjson.decode(r.out[1].payload))
+    end)
+
+    it("a Lua sequence is an array; a hole is null", function()
+        local r = run(job("{}", [[
+   :map_values(function(v) return { list = { "a", "b" }, holes = { 1, nil, 3 } } end)]], '{ value = "json" }'),
+            { { key = "k", payload = "" } })
+        assert.equal(0, r.code)
+        assert.same({ list = { "a", "b" }, holes = { 1, cjson.null, 3 } }, cjson.decode(r.out[1].payload))
+    end)
+
+    it("eddy.null as the whole value is the JSON text null, not a tombstone", function()
+        local r = run(job("{}", ":map_values(function(v) return eddy.null end)", '{ value = "json" }'),
+            { { key = "k", payload = "x" } })
+        assert.equal(0, r.code)
+        assert.equal("null", r.out[1].payload)
+    end)
+
+    it("whitespace around a document is fine", function()
+        local r = run(PASS, { { key = "k", payload = ' \t\r\n {"a" : [ 1 , 2 ] } \n ' } })
+        assert.equal(0, r.code)
+        assert.same({ a = { 1, 2 } }, cjson.decode(r.out[1].payload))
+    end)
+
+    it("text that is not strict JSON is a deserialize error", function()
+        local bad = { "01", "1.", ".5", "+1", "-", "[1,]", '{"a":1,}', "{'a':1}", "NaN", "Infinity", "tru",
+            "nul", '"raw\ncontrol"', '"\\x"', '"\\u12"', "{} {}", "[1] x", "1e400", '{"a"}', "[", '"open' }
+        local recs = {}
+        for i, b in ipairs(bad) do recs[i] = { key = tostring(i), payload = b } end
+        recs[#recs + 1] = { key = "good", payload = "[1]" }
+        local r = run(PASS, recs)
+        assert.equal(0, r.code)
+        assert.same({ "good" }, keys(r.out))
+        assert.equal(#bad, #r.dlq)
+        for i, d in ipairs(r.dlq) do
+            assert.equal(bad[i], d.payload)
+            assert.equal("deserialize", h.header(d, "eddy.stage"), bad[i])
+        end
+    end)
+
+    it("deep documents decode and encode; a table that contains itself is a serialize error", function()
+        local deep = string.rep("[", 500) .. string.rep("]", 500)
+        local r = run(job('{ value = "json" }', [[
+   :map_values(function(v, k) if k == "loop" then local t = {}; t.self = t; return t end return v end)]],
+            '{ value = "json" }'), { { key = "deep", payload = deep }, { key = "loop", payload = "{}" } })
+        assert.equal(0, r.code)
+        assert.same({ "deep" }, keys(r.out))
+        assert.equal(deep, r.out[1].payload)
+        assert.same({ "serialize" }, stages(r.dlq))
+    end)
+
+    it("a table key that is not a string or a number is a serialize error", function()
+        local r = run(job("{}", ":map_values(function(v) return { [true] = 1 } end)", '{ value = "json" }'),
+            { { key = "k", payload = "" } })
+        assert.equal(0, r.code)
+        assert.same({}, r.out)
+        assert.same({ "serialize" }, stages(r.dlq))
+    end)
+end)
+
 -- number -------------------------------------------------------------------------
 
 describe("number serde", function()

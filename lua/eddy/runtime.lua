@@ -58,7 +58,9 @@ local function with_ts(rec, ts)
         ts = check_ts(ts, "emit's timestamp"), headers = rec.headers, window = rec.window }
 end
 
--- Builders: node, next function, child functions -> the node's function (k, v, rec).
+-- Builders: node, next function, child functions -> the node's function
+-- (k, v, rec, ts). The record's timestamp travels beside `rec`, so what a user
+-- function does to its `rec` table cannot change what is written.
 local build = {}
 
 function build.source(_, nxt) return nxt end
@@ -67,67 +69,70 @@ function build.branch_out(_, nxt) return nxt end
 
 function build.map(node, nxt)
     local fn = node.fn
-    return function(k, v, rec)
+    return function(k, v, rec, ts)
         local k2, v2 = fn(k, v, rec)
-        return nxt(k2, v2, rec)
+        return nxt(k2, v2, rec, ts)
     end
 end
 
 function build.map_values(node, nxt)
     local fn = node.fn
-    return function(k, v, rec) return nxt(k, fn(v, k, rec), rec) end
+    return function(k, v, rec, ts) return nxt(k, fn(v, k, rec), rec, ts) end
 end
 
 function build.select_key(node, nxt)
     local fn = node.fn
-    return function(k, v, rec) return nxt(fn(k, v, rec), v, rec) end
+    return function(k, v, rec, ts) return nxt(fn(k, v, rec), v, rec, ts) end
 end
 
 function build.filter(node, nxt)
     local fn = node.fn
-    return function(k, v, rec) if fn(k, v, rec) then return nxt(k, v, rec) end end
+    return function(k, v, rec, ts) if fn(k, v, rec) then return nxt(k, v, rec, ts) end end
 end
 
 function build.filter_not(node, nxt)
     local fn = node.fn
-    return function(k, v, rec) if not fn(k, v, rec) then return nxt(k, v, rec) end end
+    return function(k, v, rec, ts) if not fn(k, v, rec) then return nxt(k, v, rec, ts) end end
 end
 
 function build.peek(node, nxt)
     local fn = node.fn
-    return function(k, v, rec) fn(k, v, rec); return nxt(k, v, rec) end
+    return function(k, v, rec, ts) fn(k, v, rec); return nxt(k, v, rec, ts) end
 end
 
 function build.flat_map(node, nxt)
-    local fn, cur = node.fn, nil
+    local fn, cur, cur_ts = node.fn, nil, nil
     local function emit(k2, v2, ts)
-        if ts ~= nil then return nxt(k2, v2, with_ts(cur, ts)) end
-        return nxt(k2, v2, cur)
+        if ts ~= nil then
+            local r = with_ts(cur, ts)
+            return nxt(k2, v2, r, r.ts)
+        end
+        return nxt(k2, v2, cur, cur_ts)
     end
-    return function(k, v, rec)
-        local saved = cur
-        cur = rec
+    return function(k, v, rec, ts)
+        local saved, saved_ts = cur, cur_ts
+        cur, cur_ts = rec, ts
         fn(k, v, emit, rec)
-        cur = saved
+        cur, cur_ts = saved, saved_ts
     end
 end
 
 function build.flat_map_values(node, nxt)
-    local fn, cur_k, cur = node.fn, nil, nil
-    local function emit(v2) return nxt(cur_k, v2, cur) end
-    return function(k, v, rec)
-        local sk, sr = cur_k, cur
-        cur_k, cur = k, rec
+    local fn, cur_k, cur, cur_ts = node.fn, nil, nil, nil
+    local function emit(v2) return nxt(cur_k, v2, cur, cur_ts) end
+    return function(k, v, rec, ts)
+        local sk, sr, st = cur_k, cur, cur_ts
+        cur_k, cur, cur_ts = k, rec, ts
         fn(v, emit, k, rec)
-        cur_k, cur = sk, sr
+        cur_k, cur, cur_ts = sk, sr, st
     end
 end
 
 function build.branch(node, _, kids)
     local preds, n = node.preds, #node.preds
-    return function(k, v, rec)
+    return function(k, v, rec, ts)
         for i = 1, n do
-            if preds[i](k, v, rec) then return kids[i](k, v, rec) end
+            if preds[i](k, v, rec) then return kids[i](k, v, rec, ts) end
         end
     end
 end
@@ -171,12 +176,12 @@ function _M.prepare(job, batch_ud)
     function build.sink(node)
         local idx, kenc, venc = sink_index[node.topic], node.key_serde.encode, node.value_serde.encode
         local emit = C.eddy_batch_emit
-        return function(k, v, rec)
+        return function(k, v, rec, ts)
             B.stage = 3
             local ks, vs = nil, nil
             if k ~= nil then ks = kenc(k) end
             if v ~= nil then vs = venc(v) end
-            emit(B, idx, ks, ks and #ks or -1, vs, vs and #vs or -1, rec.ts)
+            emit(B, idx, ks, ks and #ks or -1, vs, vs and #vs or -1, ts)
             B.stage = 2
         end
     end
@@ -194,9 +199,9 @@ function _M.prepare(job, batch_ud)
             nxt = kids[1]
         elseif #kids == 2 then
             local a, b = kids[1], kids[2]
-            nxt = function(k, v, rec) a(k, v, rec); return b(k, v, rec) end
+            nxt = function(k, v, rec, ts) a(k, v, rec, ts); return b(k, v, rec, ts) end
         else
-            nxt = function(k, v, rec) for i = 1, #kids do kids[i](k, v, rec) end end
+            nxt = function(k, v, rec, ts) for i = 1, #kids do kids[i](k, v, rec, ts) end end
         end
         f = build[node.kind](node, nxt, kids)
         compiled[node.id] = f
@@ -229,7 +234,7 @@ function _M.prepare(job, batch_ud)
                 rec.topic, rec.partition, rec.offset, rec.ts = src.topic, r.partition, nil, tonumber(r.ts)
                 B.stage = 2
                 if src.tsx then rec.ts = check_ts(src.tsx(k, v, rec), "the source's timestamp extractor") end
-                src.push(k, v, rec)
+                src.push(k, v, rec, rec.ts)
                 goto continue
             end
             local headers = EMPTY_HEADERS
@@ -247,7 +252,7 @@ function _M.prepare(job, batch_ud)
                 ts = tonumber(r.ts), headers = headers }
             B.stage = 2
             if src.tsx then rec.ts = check_ts(src.tsx(k, v, rec), "the source's timestamp extractor") end
-            src.push(k, v, rec)
+            src.push(k, v, rec, rec.ts)
             ::continue::
         end
     end

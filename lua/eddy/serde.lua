@@ -4,6 +4,7 @@
 local _M = {}
 
 local type, tostring, tonumber, error, pcall = type, tostring, tonumber, error, pcall
+local find = string.find
 -- eddy.json (host/lib_json.c) writes integers exactly and keeps [] an array;
 -- lua-cjson is the fallback outside the host (plain luajit).
 local ok_json, ejson = pcall(require, "eddy.json")
@@ -30,8 +31,8 @@ local builtin = {
     number = {
         name = "number",
         decode = function(s)
-            local n = tonumber(s)
-            if n == nil then error("not a number: " .. (#s > 40 and s:sub(1, 40) .. "..." or s), 0) end
+            local n = not find(s, "[xXnNiI%s]") and tonumber(s)   -- decimal text only
+            if not n then error("not a number: " .. (#s > 40 and s:sub(1, 40) .. "..." or s), 0) end
             return n
         end,
         encode = function(v)

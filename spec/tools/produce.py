@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """Produce records to Kafka for the eddy specs (run with Debian's /usr/bin/python3).
 
-usage: produce.py BROKERS < records.jsonl
+usage: produce.py BROKERS [--rate N] [--input FILE] < records.jsonl
+
+--rate N: produce about N records per second (each record is flushed before the
+next one's time comes), to feed a running job over a while; default: all at once.
+--input FILE: read the records from FILE instead of stdin.
 
 Each input line is a JSON object:
   {"topic": T, "key": str|null, "value": str|null, "ts": ms, "partition": n,
@@ -10,22 +14,27 @@ Only "topic" is required. Prints one JSON line per record, in input order:
   {"partition": n, "offset": n, "error": null|str}
 Exits 1 if any record was not delivered.
 """
+import argparse
 import json
 import sys
+import time
 
 from confluent_kafka import Producer
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.stderr.write(__doc__)
-        return 2
+    ap = argparse.ArgumentParser(usage=__doc__)
+    ap.add_argument("brokers")
+    ap.add_argument("--rate", type=float, default=0)
+    ap.add_argument("--input")
+    args = ap.parse_args()
     producer = Producer({
-        "bootstrap.servers": sys.argv[1],
+        "bootstrap.servers": args.brokers,
         "enable.idempotence": True,
         "linger.ms": 5,
     })
-    records = [json.loads(line) for line in sys.stdin if line.strip()]
+    src = open(args.input) if args.input else sys.stdin
+    records = [json.loads(line) for line in src if line.strip()]
     results = [None] * len(records)
 
     def report(i):
@@ -37,7 +46,12 @@ def main():
             }
         return cb
 
+    start = time.monotonic()
     for i, r in enumerate(records):
+        if args.rate > 0:
+            due = start + i / args.rate
+            while time.monotonic() < due:
+                producer.poll(min(0.05, max(0.0, due - time.monotonic())))
         kw = {"on_delivery": report(i)}
         if r.get("key") is not None:
             kw["key"] = r["key"].encode("utf-8")
