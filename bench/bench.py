@@ -21,9 +21,25 @@ is then stopped with SIGTERM. Group join and startup are outside the window.
 records/s counts input records: (outputs seen in the window) x inputs/outputs
 over the window's length.
 
+Each scenario runs BENCH_ROUNDS times (5), the rounds interleaved (a b c d e,
+a b c d e, ...); each Kafka run has a fresh group and output topic. The
+summary shows each scenario's median run; the ratios compare medians. A
+window of 1M records is short (0.5-2 s) on a noisy 2-core machine: single
+runs of the same scenario vary by 20-30 %, hence the rounds.
+
+The input is keyed like a Java producer's (murmur2), as eddy's and the C
+passthrough's outputs are, so a record keeps its partition number from input
+to output: produce batches stay as large as the consumer's fetches.
+
+The summary also shows the CPU the job's process, its main thread and the
+broker used during the window (from /proc): main-thread CPU per record is
+steadier than records/s and tells where eddy spends its time.
+
 Environment: BENCH_RECORDS (1000000), BENCH_PARTITIONS (64), BENCH_TIMEOUT
-(seconds per scenario, 120), BENCH_PERF=1 to also record `perf` profiles of
-the eddy scenarios into build/bench/perf-*.txt.
+(seconds per scenario, 120), BENCH_ONLY (scenarios to run, e.g. "ab";
+default "abcde"), BENCH_ROUNDS (5), BENCH_PERF=1 to also record `perf`
+profiles (BENCH_PERF_FREQ Hz, 999) of the eddy scenarios' windows into
+build/bench/perf-*.{data,txt}; the figures are perturbed then.
 """
 import json
 import os
@@ -34,7 +50,7 @@ import subprocess
 import sys
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 BUILD = os.path.join(ROOT, "build", "bench")
@@ -46,6 +62,9 @@ N = int(os.environ.get("BENCH_RECORDS", "1000000"))
 PARTS = int(os.environ.get("BENCH_PARTITIONS", "64"))
 TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "120"))
 PERF = os.environ.get("BENCH_PERF", "") not in ("", "0")
+ONLY = os.environ.get("BENCH_ONLY", "abcde")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+PERF_FREQ = os.environ.get("BENCH_PERF_FREQ", "999")
 NKEYS = 5000
 POLL_S = 0.005
 
@@ -53,6 +72,10 @@ IN_TOPIC = "bench-in"
 GROUP_X = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000"]
 
 TARGETS = {"b/a": 0.8, "c/d": 3.0, "e": 1_000_000}
+
+
+class BrokerGone(Exception):
+    """The broker stopped answering (or exited) in the middle of the run."""
 
 
 def log(msg):
@@ -87,6 +110,9 @@ def load(brokers, recs):
         "bootstrap.servers": brokers, "linger.ms": 20, "batch.num.messages": 10000,
         "queue.buffering.max.messages": 2000000, "queue.buffering.max.kbytes": 1048576,
         "compression.type": "none", "enable.idempotence": True,
+        # keyed like a Java producer's (and eddy's) output: a key's records
+        # stay in the same partition number from input to output
+        "partitioner": "murmur2_random",
     })
     errors = [0]
 
@@ -112,17 +138,25 @@ def load(brokers, recs):
 class Watermarks:
     """Sums of a topic's high (and low) watermarks, one ListOffsets request."""
 
-    def __init__(self, brokers):
+    def __init__(self, brokers, broker):
+        self.broker = broker
         self.c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-watcher",
                            "enable.auto.commit": False})
 
+    def _sum(self, topic, which):
+        if self.broker.poll() is not None:
+            raise BrokerGone("the broker exited (status %s)" % self.broker.returncode)
+        tps = [TopicPartition(topic, i, which) for i in range(PARTS)]
+        try:
+            return sum(max(tp.offset, 0) for tp in self.c.offsets_for_times(tps, timeout=10))
+        except KafkaException as e:
+            raise BrokerGone("the broker does not answer: %s" % e) from None
+
     def high(self, topic):
-        tps = [TopicPartition(topic, i, -1) for i in range(PARTS)]    # -1: latest
-        return sum(max(tp.offset, 0) for tp in self.c.offsets_for_times(tps, timeout=10))
+        return self._sum(topic, -1)     # -1: latest
 
     def low(self, topic):
-        tps = [TopicPartition(topic, i, -2) for i in range(PARTS)]    # -2: earliest
-        return sum(max(tp.offset, 0) for tp in self.c.offsets_for_times(tps, timeout=10))
+        return self._sum(topic, -2)     # -2: earliest
 
     def close(self):
         self.c.close()
@@ -130,11 +164,34 @@ class Watermarks:
 
 # ---------------------------------------------------------------- scenarios
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pid):
+    """CPU seconds (user+system) of a process and of its main thread, or None."""
+    def ticks(path):
+        with open(path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])     # utime, stime
+    try:
+        return (ticks("/proc/%d/stat" % pid) / TICK,
+                ticks("/proc/%d/task/%d/stat" % (pid, pid)) / TICK)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_share(c0, c1, seconds):
+    """(process, main thread) CPU use over a window, in cores (1.0 = one core busy)."""
+    if not c0 or not c1 or seconds <= 0:
+        return None
+    return ((c1[0] - c0[0]) / seconds, (c1[1] - c0[1]) / seconds)
+
+
 def start_perf(name, pid):
     if not PERF or not shutil.which("perf"):
         return None
     data = os.path.join(BUILD, "perf-%s.data" % name)
-    return subprocess.Popen(["perf", "record", "-q", "-F", "499", "-g", "-p", str(pid),
+    return subprocess.Popen(["perf", "record", "-q", "-F", PERF_FREQ, "-g", "-p", str(pid),
                              "-o", data], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -152,7 +209,7 @@ def stop_perf(name, proc):
     log("perf profile of %s: %s" % (name, out))
 
 
-def run_kafka(name, cmd, wm, out_topic, expected):
+def run_kafka(name, cmd, wm, out_topic, expected, broker_pid, env=None):
     """Run one Kafka scenario; returns a result dict."""
     errpath = os.path.join(BUILD, "%s.stderr" % name)
     errf = open(errpath, "w")
@@ -160,9 +217,21 @@ def run_kafka(name, cmd, wm, out_topic, expected):
     if base:
         log("%s: output topic %s is not empty (%d)" % (name, out_topic, base))
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, cwd=ROOT,
+                            env=dict(os.environ, **(env or {})))
+    try:
+        return watch(name, proc, errf, errpath, wm, out_topic, expected, broker_pid, base,
+                     started)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def watch(name, proc, errf, errpath, wm, out_topic, expected, broker_pid, base, started):
     perf = None
     t0 = out0 = t1 = None
+    c0 = b0 = c1 = b1 = w0 = w1 = None
     seen = 0
     status = "ok"
     while True:
@@ -170,9 +239,13 @@ def run_kafka(name, cmd, wm, out_topic, expected):
         seen = wm.high(out_topic) - base
         if t0 is None and seen > 0:
             t0, out0 = now, seen
+            c0, b0 = cpu_of(proc.pid), cpu_of(broker_pid)
+            w0 = sum(os.times()[:2])
             perf = start_perf(name, proc.pid) if name.startswith("eddy") else None
         if seen >= expected:
             t1 = now
+            c1, b1 = cpu_of(proc.pid), cpu_of(broker_pid)
+            w1 = sum(os.times()[:2])
             break
         if proc.poll() is not None:
             status = "exited early (status %d)" % proc.returncode
@@ -199,6 +272,9 @@ def run_kafka(name, cmd, wm, out_topic, expected):
         res["seconds"] = t1 - t0
         res["rate"] = (seen - out0) * (N / expected) / (t1 - t0)
         res["wall"] = t1 - started
+        res["cpu"] = cpu_share(c0, c1, t1 - t0)
+        res["broker_cpu"] = cpu_share(b0, b1, t1 - t0)
+        res["watcher_cpu"] = (w1 - w0) / (t1 - t0)
     if seen > expected:
         res["status"] = "ok, %d duplicate output(s)" % (seen - expected)
     return res
@@ -211,6 +287,10 @@ def run_file(name, script, inpath):
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, cwd=ROOT)
         perf = start_perf(name, proc.pid)
+        c1 = None
+        while proc.poll() is None:          # sample CPU use just before the end
+            c1 = cpu_of(proc.pid) or c1
+            time.sleep(POLL_S)
         rc = proc.wait()
         t1 = time.monotonic()
     stop_perf(name, perf)
@@ -223,13 +303,27 @@ def run_file(name, script, inpath):
         res["seconds"] = t1 - t0
         res["rate"] = N / (t1 - t0)
         res["wall"] = t1 - t0
+        res["cpu"] = cpu_share((0.0, 0.0), c1, t1 - t0)
     return res
 
 
 # ---------------------------------------------------------------- main
 
+SCENARIOS = [   # key, name, label, Kafka?
+    ("a", "c-passthrough", "C passthrough, librdkafka (ceiling)"),
+    ("b", "eddy-passthrough", "eddy passthrough"),
+    ("c", "eddy-json", "eddy JSON filter"),
+    ("d", "python-json", "Python JSON filter, confluent_kafka"),
+    ("e", "eddy-json-file", "eddy JSON filter, file mode"),
+]
+
+
+def out_topic(key, rnd):
+    return "bench-out-%s-%d" % (key, rnd)
+
+
 def fmt_rate(r):
-    return "%10.0f" % r["rate"] if "rate" in r else "%10s" % "-"
+    return "%10.0f" % r["rate"] if r and "rate" in r else "%10s" % "-"
 
 
 def main():
@@ -237,11 +331,10 @@ def main():
     for tool in (EDDY, PASSTHROUGH):
         if not os.access(tool, os.X_OK):
             raise SystemExit("bench: %s is missing (run `make` and bench/run.sh)" % tool)
-
-    outs = {"a": "bench-out-c", "b": "bench-out-eddy", "c": "bench-out-json", "d": "bench-out-py"}
     bcmd = [EDDY, "broker", "--topic", "%s:%d" % (IN_TOPIC, PARTS)]
-    for t in outs.values():
-        bcmd += ["--topic", "%s:%d" % (t, PARTS)]
+    for rnd in range(1, ROUNDS + 1):
+        for key in "abcd":
+            bcmd += ["--topic", "%s:%d" % (out_topic(key, rnd), PARTS)]
     broker_err = open(os.path.join(BUILD, "broker.stderr"), "w")
     broker = subprocess.Popen(bcmd, stdout=subprocess.PIPE, stderr=broker_err, text=True)
     try:
@@ -250,7 +343,7 @@ def main():
             raise SystemExit("bench: the broker did not start: %r" % line)
         brokers = line.split(" ", 1)[1].strip()
         log("broker at %s, %s:%d" % (brokers, IN_TOPIC, PARTS))
-        return bench(brokers, outs)
+        return bench(brokers, broker)
     finally:
         broker.send_signal(signal.SIGTERM)
         try:
@@ -260,7 +353,21 @@ def main():
         broker_err.close()
 
 
-def bench(brokers, outs):
+def command(key, brokers, rnd, out):
+    """The command line and extra environment of Kafka scenario `key`."""
+    group = "bench-%s-%d" % (key, rnd)
+    if key == "a":
+        return [PASSTHROUGH, brokers, group, IN_TOPIC, out] + GROUP_X, {}
+    if key == "b":
+        return [EDDY, "run", "bench/passthrough.lua", "--brokers", brokers, "--app-id",
+                group] + GROUP_X, {"BENCH_OUT": out}
+    if key == "c":
+        return [EDDY, "run", "bench/json_job.lua", "--brokers", brokers, "--app-id",
+                group] + GROUP_X, {"BENCH_OUT": out}
+    return [PY, "bench/json_job.py", brokers, group, IN_TOPIC, out] + GROUP_X, {}
+
+
+def bench(brokers, broker):
     inpath = os.path.join(BUILD, "input.jsonl")
     t = time.monotonic()
     recs, kept = generate(inpath)
@@ -269,7 +376,7 @@ def bench(brokers, outs):
     t = time.monotonic()
     load(brokers, recs)
     del recs
-    wm = Watermarks(brokers)
+    wm = Watermarks(brokers, broker)
     hi, lo = wm.high(IN_TOPIC), wm.low(IN_TOPIC)
     log("loaded %s in %.1f s: %d records, low watermarks %d" %
         (IN_TOPIC, time.monotonic() - t, hi, lo))
@@ -277,81 +384,125 @@ def bench(brokers, outs):
         raise SystemExit("bench: %s holds offsets %d..%d, expected 0..%d (the broker "
                          "dropped data? use more partitions)" % (IN_TOPIC, lo, hi, N))
 
-    scen = [
-        ("a", "c-passthrough", [PASSTHROUGH, brokers, "bench-c", IN_TOPIC, outs["a"]] + GROUP_X, N),
-        ("b", "eddy-passthrough", [EDDY, "run", "bench/passthrough.lua", "--brokers", brokers,
-                                   "--app-id", "bench-eddy-passthrough"] + GROUP_X, N),
-        ("c", "eddy-json", [EDDY, "run", "bench/json_job.lua", "--brokers", brokers,
-                            "--app-id", "bench-eddy-json"] + GROUP_X, kept),
-        ("d", "python-json", [PY, "bench/json_job.py", brokers, "bench-py", IN_TOPIC,
-                              outs["d"]] + GROUP_X, kept),
-    ]
-    results = {}
-    for key, name, cmd, expected in scen:
-        log("%s) %s ..." % (key, name))
-        r = run_kafka(name, cmd, wm, outs[key], expected)
-        results[key] = r
-        log("%s) %s: %s, %s records/s; %s" % (key, name, r["status"],
-                                               fmt_rate(r).strip(), r["log"]))
+    names = {k: n for k, n, _ in SCENARIOS}
+    results = {k: [] for k in names}
+    try:
+        run_rounds(brokers, broker.pid, wm, inpath, kept, names, results)
+        aborted = None
+    except BrokerGone as e:
+        aborted = str(e)
+        log("aborted: %s" % aborted)
     wm.close()
-    log("e) eddy-json-file ...")
-    r = run_file("eddy-json-file", "bench/json_job.lua", inpath)
-    results["e"] = r
-    log("e) eddy-json-file: %s, %s records/s; %s" % (r["status"], fmt_rate(r).strip(), r["log"]))
 
     summary = summarize(results, kept)
+    if aborted:
+        summary += "ABORTED: %s; the figures above are partial.\n" % aborted
     sys.stdout.write(summary)
     with open(os.path.join(BUILD, "summary.txt"), "w") as f:
         f.write(summary)
     log("summary saved to %s" % os.path.join(BUILD, "summary.txt"))
-    return 0
+    return 1 if aborted else 0
 
 
-def summarize(res, kept):
-    rows = [
-        ("a", "C passthrough on librdkafka (ceiling)", "%d" % N),
-        ("b", "eddy passthrough", "%d" % N),
-        ("c", "eddy JSON filter", "%d" % kept),
-        ("d", "Python JSON filter (confluent_kafka)", "%d" % kept),
-        ("e", "eddy JSON filter, file mode", "(/dev/null)"),
-    ]
+def run_rounds(brokers, broker_pid, wm, inpath, kept, names, results):
+    # rounds interleave the scenarios, so that a slow spell of the machine
+    # does not land on one scenario only
+    for rnd in range(1, ROUNDS + 1):
+        for key in "abcd":
+            if key not in ONLY:
+                continue
+            name = "%s-%d" % (names[key], rnd)
+            out = out_topic(key, rnd)
+            cmd, env = command(key, brokers, rnd, out)
+            expected = N if key in "ab" else kept
+            r = run_kafka(name, cmd, wm, out, expected, broker_pid, env)
+            results[key].append(r)
+            log("%s) %s: %s, %s records/s; %s" % (key, name, r["status"], fmt_rate(r).strip(),
+                                                   r["log"]))
+        if "e" in ONLY:
+            name = "%s-%d" % (names["e"], rnd)
+            r = run_file(name, "bench/json_job.lua", inpath)
+            results["e"].append(r)
+            log("e) %s: %s, %s records/s; %s" % (name, r["status"], fmt_rate(r).strip(),
+                                                  r["log"]))
+
+
+def median_run(runs):
+    """The run with the median rate (the lower middle one of an even count);
+    None when no run measured anything."""
+    ok = sorted((r for r in runs if "rate" in r), key=lambda r: r["rate"])
+    return ok[(len(ok) - 1) // 2] if ok else None
+
+
+def summarize(results, kept):
+    expected = {"a": N, "b": N, "c": kept, "d": kept}
     out = []
-    out.append("eddy bench: %d records of ~100 bytes, %d keys, topic %s:%d on one `eddy broker`"
-               % (N, NKEYS, IN_TOPIC, PARTS))
+    out.append("eddy bench: %d records of ~100 bytes (%d keys), topic %s:%d on one `eddy broker`, "
+               "%d round(s)" % (N, NKEYS, IN_TOPIC, PARTS, ROUNDS))
     out.append("")
-    out.append("%-3s %-40s %10s %9s %9s  %s" % ("", "scenario", "records/s", "window_s", "wall_s",
-                                              "outputs / status"))
-    for k, label, exp in rows:
-        r = res.get(k, {})
-        window = "%9.2f" % r["seconds"] if "seconds" in r else "%9s" % "-"
-        wall = "%9.2f" % r["wall"] if "wall" in r else "%9s" % "-"
-        st = r.get("status", "not run")
-        outs = ("%d/%s" % (r["seen"], exp)) if "seen" in r else exp
-        out.append("%-3s %-40s %s %s %s  %s %s" % (k + ")", label, fmt_rate(r), window, wall,
-                                                  outs, "" if st == "ok" else st))
+    out.append("%-3s %-36s %10s %19s %8s %7s %13s %6s  %s" % (
+        "", "scenario", "records/s", "(min..max)", "window_s", "wall_s", "cpu job(main)",
+        "broker", "outputs/status"))
+    med = {}
+    for k, _, label in SCENARIOS:
+        runs = results.get(k, [])
+        r = median_run(runs)
+        med[k] = r
+        rates = [x["rate"] for x in runs if "rate" in x]
+        rng = ("(%7.0f..%7.0f)" % (min(rates), max(rates))) if rates else ""
+        window = "%8.2f" % r["seconds"] if r else "%8s" % "-"
+        wall = "%7.2f" % r["wall"] if r else "%7s" % "-"
+        cpu = "%5.2f (%5.2f)" % r["cpu"] if r and r.get("cpu") else "%13s" % "-"
+        bcpu = "%6.2f" % r["broker_cpu"][0] if r and r.get("broker_cpu") else "%6s" % "-"
+        bad = ["%s: %s" % (x["name"], x["status"]) for x in runs if x["status"] != "ok"]
+        if not runs:
+            st = "not run"
+        elif k in expected:
+            st = "%d x %d" % (len(runs), expected[k])
+        else:
+            st = "%d x file" % len(runs)
+        if bad:
+            st += "; " + "; ".join(bad)
+        out.append("%-3s %-36s %s %19s %s %s %s %s  %s" % (k + ")", label, fmt_rate(r), rng,
+                                                         window, wall, cpu, bcpu, st))
     out.append("")
 
     def rate(k):
-        return res.get(k, {}).get("rate")
+        return med[k]["rate"] if med.get(k) else None
 
-    checks = []
     a, b, c, d, e = (rate(k) for k in "abcde")
-    checks.append(("b/a", "eddy passthrough / C passthrough", b / a if a and b else None,
-                   ">= %.1f" % TARGETS["b/a"], TARGETS["b/a"], "%.2f"))
-    checks.append(("c/d", "eddy JSON / Python JSON", c / d if c and d else None,
-                   ">= %.1f" % TARGETS["c/d"], TARGETS["c/d"], "%.2f"))
-    checks.append(("e", "eddy JSON, file mode, records/s", e,
-                   ">= %d" % TARGETS["e"], TARGETS["e"], "%.0f"))
-    out.append("%-5s %-34s %10s %10s  %s" % ("ratio", "", "measured", "target", "result"))
+    checks = [
+        ("b/a", "eddy passthrough / C passthrough", b / a if a and b else None,
+         ">= %.1f" % TARGETS["b/a"], TARGETS["b/a"], "%.2f"),
+        ("c/d", "eddy JSON / Python JSON", c / d if c and d else None,
+         ">= %.1f" % TARGETS["c/d"], TARGETS["c/d"], "%.2f"),
+        ("e", "eddy JSON, file mode, records/s", e,
+         ">= %d" % TARGETS["e"], TARGETS["e"], "%.0f"),
+    ]
+    out.append("%-5s %-34s %10s %10s  %s" % ("", "target", "measured", "target", "result"))
     for k, label, v, tgt, lim, f in checks:
-        ok = v is not None and v >= lim
+        if v is None and not all(x in ONLY for x in k.replace("/", "")):
+            result = "n/a (not run)"
+        elif v is None:
+            result = "FAIL (not measured)"
+        else:
+            result = "PASS" if v >= lim else "FAIL"
         out.append("%-5s %-34s %10s %10s  %s" % (k, label, (f % v) if v is not None else "-",
-                                                tgt, "PASS" if ok else "FAIL"))
+                                                tgt, result))
     out.append("")
-    out.append("records/s: input records per second over the window from the first output seen "
-               "to all outputs delivered")
-    out.append("(Kafka scenarios; startup and group join excluded, wall_s includes them); "
-               "file mode: whole process.")
+    out.append("records/s: the median round; input records per second from the first output "
+               "seen to all outputs delivered")
+    out.append("  (Kafka: startup and group join excluded, wall_s includes them); file mode: "
+               "the whole process, output to /dev/null.")
+    out.append("cpu: cores busy in that window (1.00 = one core) by the job's process, its main "
+               "thread, and the broker; the machine has %d cores." % os.cpu_count())
+    w = [r["watcher_cpu"] for runs in results.values() for r in runs if "watcher_cpu" in r]
+    if w:
+        out.append("  The watcher (this script, polling the output topic every %d ms) used %.2f "
+                   "cores on average." % (POLL_S * 1000, sum(w) / len(w)))
+    if PERF:
+        out.append("BENCH_PERF=1: perf was recording the eddy scenarios; their figures are "
+                   "perturbed.")
     out.append("")
     return "\n".join(out)
 

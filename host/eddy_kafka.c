@@ -13,15 +13,30 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define BATCH_MAX 4096
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---- producer sink ---- */
 
 #define STOP_FLUSH_MS 10000   /* after a stop, wait at most this long for acknowledgements */
 
+#define SINK_TOPICS 64
+
 typedef struct kafka_sink {
     rd_kafka_t *rk;
+    struct {
+        const char       *name;     /* the caller's pointer: job and DLQ names are stable */
+        rd_kafka_topic_t *rkt;
+    } topics[SINK_TOPICS];          /* looked up once, not by name on every produce */
+    int         ntopics;
     volatile sig_atomic_t *stop;
     int         delivery_failures;
     char        first_failure[512];
@@ -51,18 +66,38 @@ static int ks_write(void *ctx, const char *topic, int32_t partition, int32_t fal
                                 hdrs[i].value ? hdrs[i].vlen : -1);
         }
     }
+    rd_kafka_topic_t *rkt = NULL;
+    for (int i = 0; i < ks->ntopics; i++) {
+        if (ks->topics[i].name == topic) {
+            rkt = ks->topics[i].rkt;
+            break;
+        }
+    }
+    rd_kafka_topic_t *temp = NULL;    /* beyond the cache: a handle for this call only */
+    if (!rkt) {
+        rkt = rd_kafka_topic_new(ks->rk, topic, NULL);
+        if (ks->ntopics < SINK_TOPICS) {
+            ks->topics[ks->ntopics].name = topic;
+            ks->topics[ks->ntopics++].rkt = rkt;
+        } else {
+            temp = rkt;
+        }
+    }
     size_t ksize = klen < 0 ? 0 : (size_t)klen;
     size_t vsize = vlen < 0 ? 0 : (size_t)vlen;
     int32_t part = partition < 0 ? RD_KAFKA_PARTITION_UA : partition;
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
-            ks->rk, RD_KAFKA_V_TOPIC(topic),
+            ks->rk, RD_KAFKA_V_RKT(rkt),
             RD_KAFKA_V_PARTITION(part),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_KEY(k, ksize),
             RD_KAFKA_V_VALUE((void *)v, vsize),
             RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
         if (!err) {
+            if (temp) {
+                rd_kafka_topic_destroy(temp);
+            }
             return 0;
         }
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -73,6 +108,9 @@ static int ks_write(void *ctx, const char *topic, int32_t partition, int32_t fal
             rd_kafka_headers_destroy(h);
         }
         eddy_log_error("kafka: cannot produce to %s: %s", topic, rd_kafka_err2str(err));
+        if (temp) {
+            rd_kafka_topic_destroy(temp);
+        }
         return EDDY_EKAFKA;
     }
 }
@@ -109,6 +147,9 @@ static int ks_flush(void *ctx)
 static void ks_close(void *ctx)
 {
     kafka_sink *ks = ctx;
+    for (int i = 0; i < ks->ntopics; i++) {
+        rd_kafka_topic_destroy(ks->topics[i].rkt);
+    }
     free(ks);    /* the producer handle is owned by the run */
 }
 
@@ -165,12 +206,6 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     }
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Move the offsets processed since the last commit into r->pending. */
 static void take_offsets(run *r)
@@ -203,9 +238,17 @@ static int commit_pending(run *r)
     if (!r->pending || r->pending->cnt == 0) {
         return 0;
     }
+    if (!r->tasks) {
+        return EDDY_EKAFKA;     /* between generations: the assignment callback retries */
+    }
     rd_kafka_resp_err_t err = rd_kafka_commit(r->consumer, r->pending, 0);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-        eddy_log_warn("kafka: offset commit failed: %s (kept; retried)", rd_kafka_err2str(err));
+        static int64_t last_warn;
+        int64_t now = mono_ms();
+        if (now - last_warn >= 5000) {
+            last_warn = now;
+            eddy_log_warn("kafka: offset commit failed: %s (kept; retried)", rd_kafka_err2str(err));
+        }
         return EDDY_EKAFKA;
     }
     rd_kafka_topic_partition_list_destroy(r->pending);
@@ -419,7 +462,8 @@ static rd_kafka_topic_partition_t *task_of(run *r, const char *topic, int32_t pa
 int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t errstr_size)
 {
     run r = {.conf = c, .job = job, .errstr = errstr, .errstr_size = errstr_size};
-    rd_kafka_message_t *msgs[BATCH_MAX];
+    static rd_kafka_message_t *msgs[BATCH_MAX], *raw[BATCH_MAX];
+    rd_kafka_queue_t *cq = NULL;
     int rc = 0;
     const char *pdefaults[] = {
         "bootstrap.servers", c->brokers, "enable.idempotence", "true",
@@ -485,6 +529,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
         goto out;
     }
     rd_kafka_poll_set_consumer(r.consumer);
+    cq = rd_kafka_queue_get_consumer(r.consumer);
 
     if ((rc = eddy_runner_new(&r.runner, job, r.sink, r.dlq, c->app_id))) {
         goto out;
@@ -513,46 +558,50 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     while (!*c->stop) {
         int n = 0;
         eddy_batch_reset(b);
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(r.consumer, 100);
-        while (m) {
+        /* one call for up to BATCH_MAX records; rebalance callbacks are served inside */
+        ssize_t got = rd_kafka_consume_batch_queue(cq, 100, raw, BATCH_MAX);
+        for (ssize_t j = 0; j < got; j++) {
+            rd_kafka_message_t *m = raw[j];
             if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                     eddy_log_warn("kafka: consume: %s", rd_kafka_message_errstr(m));
                 }
                 rd_kafka_message_destroy(m);
-            } else {
-                if (m->rkt != last_rkt) {
-                    const char *tn = rd_kafka_topic_name(m->rkt);
-                    last_src = eddy_job_source_index(job, tn, strlen(tn));
-                    last_rkt = m->rkt;
-                }
-                rd_kafka_timestamp_type_t tstype;
-                int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-                eddy_batch_add(b, last_src < 0 ? 0 : last_src, m->partition, m->offset, ts,
-                               m->key, m->key ? (int32_t)m->key_len : -1,
-                               m->payload, m->payload ? (int32_t)m->len : -1);
-                rd_kafka_headers_t *hdrs;
-                if (rd_kafka_message_headers(m, &hdrs) == 0) {
-                    const char *name;
-                    const void *val;
-                    size_t size;
-                    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++) {
-                        eddy_batch_add_header(b, name, (int32_t)strlen(name), val,
-                                              val ? (int32_t)size : -1);
-                    }
-                }
-                msgs[n++] = m;
-                if (n == BATCH_MAX) {
-                    break;
+                continue;
+            }
+            if (m->rkt != last_rkt) {
+                const char *tn = rd_kafka_topic_name(m->rkt);
+                last_src = eddy_job_source_index(job, tn, strlen(tn));
+                last_rkt = m->rkt;
+            }
+            rd_kafka_timestamp_type_t tstype;
+            int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+            eddy_batch_add(b, last_src < 0 ? 0 : last_src, m->partition, m->offset, ts,
+                           m->key, m->key ? (int32_t)m->key_len : -1,
+                           m->payload, m->payload ? (int32_t)m->len : -1);
+            rd_kafka_headers_t *hdrs;
+            if (rd_kafka_message_headers(m, &hdrs) == 0) {
+                const char *name;
+                const void *val;
+                size_t size;
+                for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++) {
+                    eddy_batch_add_header(b, name, (int32_t)strlen(name), val,
+                                          val ? (int32_t)size : -1);
                 }
             }
-            m = rd_kafka_consumer_poll(r.consumer, 0);
+            msgs[n++] = m;
         }
         if (n > 0) {
             rc = eddy_runner_process(r.runner);
+            rd_kafka_topic_partition_t *t = NULL;      /* the task of the previous record */
+            rd_kafka_topic_t *t_rkt = NULL;
+            int32_t t_part = -1;
             for (int i = 0; i < n; i++) {
-                rd_kafka_topic_partition_t *t = task_of(&r, rd_kafka_topic_name(msgs[i]->rkt),
-                                                        msgs[i]->partition);
+                if (msgs[i]->rkt != t_rkt || msgs[i]->partition != t_part) {
+                    t_rkt = msgs[i]->rkt;
+                    t_part = msgs[i]->partition;
+                    t = task_of(&r, rd_kafka_topic_name(t_rkt), t_part);
+                }
                 if (t && rc == 0) {
                     t->offset = msgs[i]->offset + 1;
                     r.dirty = 1;
@@ -581,11 +630,13 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     rc = commit(&r);
     /* a commit refused during a rebalance: let the group settle, then retry */
     for (int64_t until = mono_ms() + STOP_FLUSH_MS; rc == 0 && r.pending && mono_ms() < until;) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(r.consumer, 200);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(r.consumer, 100);
         if (m) {
             rd_kafka_message_destroy(m);    /* not processed: its offset is not committed */
         }
-        commit_pending(&r);
+        if (commit_pending(&r) != 0) {
+            usleep(50 * 1000);
+        }
     }
     if (rc == 0 && r.pending) {
         snprintf(errstr, errstr_size, "could not commit the offsets of processed records within "
@@ -607,6 +658,9 @@ out_noncommit:
     }
     rd_kafka_consumer_close(r.consumer);
 out:
+    if (cq) {
+        rd_kafka_queue_destroy(cq);
+    }
     eddy_runner_destroy(r.runner);
     if (r.consumer) {
         rd_kafka_destroy(r.consumer);
