@@ -51,6 +51,10 @@ typedef struct eddy_batch {
     int32_t   cur;          /* record in hand, written by Lua */
     int32_t   stage;        /* EDDY_STAGE_*, written by Lua */
     int32_t   reserved;
+    struct eddy_state *state;   /* the job's stores (eddy_state.h); NULL without state */
+    int64_t   wall_ms;          /* wall clock at the start of the batch */
+    int32_t   late;             /* records dropped as late in this batch (Lua counts) */
+    int32_t   nil_keys;         /* records skipped by aggregations for a nil key */
     /* --- host only --- */
     int32_t   rcap, nhdrs, hcap;
     eddy_out *outs;

@@ -21,9 +21,11 @@ struct eddy_job {
     lua_State  *L;
     eddy_batch *batch;
     int         run_ref;        /* the batch loop, function(start) */
+    int         topo_ref;       /* the topology table from eddy.runtime.prepare */
     int         opts_ref;       /* the eddy.job{...} options table */
     char       *name;
     char       *on_error;
+    int         stateful;
     char       *describe;
     char       *script;
     char       *sources[MAX_TOPICS];
@@ -199,7 +201,9 @@ static int validate(const eddy_job *job, char *errstr, size_t errstr_size)
                      job->sinks[i]);
             return EDDY_ETOPO;
         }
-        for (int j = 0; j < job->nsources; j++) {
+        size_t sl = strlen(job->sinks[i]);
+        int internal = sl > 12 && !strcmp(job->sinks[i] + sl - 12, "-repartition");
+        for (int j = 0; j < job->nsources && !internal; j++) {
             if (!strcmp(job->sinks[i], job->sources[j])) {
                 eddy_log_warn("%s: topic %s is both a source and a sink of the job: its outputs "
                               "will be read again (a loop)", job->script, job->sinks[i]);
@@ -222,7 +226,7 @@ int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
     if (!job) {
         return EDDY_ENOMEM;
     }
-    job->run_ref = job->opts_ref = LUA_NOREF;
+    job->run_ref = job->opts_ref = job->topo_ref = LUA_NOREF;
     job->script = strdup_or_die(script);
     if ((rc = eddy_batch_new(&job->batch))) {
         goto err;
@@ -285,7 +289,9 @@ int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
     job->on_error = strdup_or_die(lua_tostring(L, -1));
     lua_getfield(L, -3, "describe");
     job->describe = strdup_or_die(lua_tostring(L, -1));
-    lua_pop(L, 3);
+    lua_getfield(L, -4, "stateful");
+    job->stateful = lua_toboolean(L, -1);
+    lua_pop(L, 4);
     if ((rc = read_list(L, "sources", job->sources, &job->nsources, errstr, errstr_size)) ||
         (rc = read_list(L, "sinks", job->sinks, &job->nsinks, errstr, errstr_size))) {
         goto err;
@@ -295,8 +301,8 @@ int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
     }
     lua_getfield(L, -1, "options");
     job->opts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getfield(L, -1, "run");
-    job->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -1);
+    job->topo_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
     *out = job;
     return 0;
@@ -331,6 +337,42 @@ void eddy_job_destroy(eddy_job *job)
     free(job);
 }
 
+int eddy_job_configure(eddy_job *job, const char *app_id, int kafka, int partitions,
+                       char *errstr, size_t errstr_size)
+{
+    lua_State *L = job->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->topo_ref);
+    lua_getfield(L, -1, "configure");
+    lua_pushstring(L, app_id);
+    lua_pushboolean(L, kafka);
+    lua_pushinteger(L, partitions);
+    if (pcall(L, 3, 1) != 0) {
+        char msg[1024];
+        errline(L, msg, sizeof msg);
+        snprintf(errstr, errstr_size, "%s: %s", job->script, msg);
+        lua_settop(L, 0);
+        return EDDY_ETOPO;
+    }
+    for (int i = 0; i < job->nsources; i++) {
+        free(job->sources[i]);
+    }
+    for (int i = 0; i < job->nsinks; i++) {
+        free(job->sinks[i]);
+    }
+    job->nsources = job->nsinks = 0;
+    int rc;
+    if ((rc = read_list(L, "sources", job->sources, &job->nsources, errstr, errstr_size)) ||
+        (rc = read_list(L, "sinks", job->sinks, &job->nsinks, errstr, errstr_size))) {
+        lua_settop(L, 0);
+        return rc;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "run");
+    job->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, 0);
+    return validate(job, errstr, errstr_size);
+}
+
 const char *eddy_job_name(const eddy_job *job) { return job->name; }
 const char *eddy_job_on_error(const eddy_job *job) { return job->on_error; }
 int eddy_job_nsources(const eddy_job *job) { return job->nsources; }
@@ -338,6 +380,7 @@ const char *eddy_job_source(const eddy_job *job, int i) { return job->sources[i]
 int eddy_job_nsinks(const eddy_job *job) { return job->nsinks; }
 const char *eddy_job_sink(const eddy_job *job, int i) { return job->sinks[i]; }
 const char *eddy_job_describe(const eddy_job *job) { return job->describe; }
+int eddy_job_stateful(const eddy_job *job) { return job->stateful; }
 eddy_batch *eddy_job_batch(eddy_job *job) { return job->batch; }
 
 int eddy_job_source_index(const eddy_job *job, const char *topic, size_t len)

@@ -30,6 +30,9 @@ const char *eddy_job_source(const eddy_job *job, int i);
 int         eddy_job_source_index(const eddy_job *job, const char *topic, size_t len);
 int         eddy_job_nsinks(const eddy_job *job);
 const char *eddy_job_sink(const eddy_job *job, int i);
+/** @brief Does the job keep state (aggregations, processors with stores)? */
+int         eddy_job_stateful(const eddy_job *job);
+
 /** @brief The topology, one line per step, as `eddy check` prints it. */
 const char *eddy_job_describe(const eddy_job *job);
 
@@ -39,6 +42,15 @@ const char *eddy_job_describe(const eddy_job *job);
  *        Valid while the job lives.
  */
 const char *eddy_job_option(const eddy_job *job, const char *name);
+
+/**
+ * @brief Compile the pipeline for how it will run: the app id (internal topic
+ *        names), Kafka or file mode, the file-mode partition count. Adds the
+ *        internal topics (repartition) to the sources and sinks. Call once,
+ *        after eddy_job_load and before eddy_job_run_batch.
+ */
+int eddy_job_configure(eddy_job *job, const char *app_id, int kafka, int partitions,
+                       char *errstr, size_t errstr_size);
 
 /** @brief The job's batch: fill it, then eddy_job_run_batch(). Owned by the job. */
 eddy_batch *eddy_job_batch(eddy_job *job);

@@ -7,6 +7,7 @@
 #include "eddy_log.h"
 #include "eddy_metrics.h"
 #include "eddy_runner.h"
+#include "eddy_state.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -269,6 +270,9 @@ static int commit(run *r)
                  ? r->ks->first_failure : "cannot flush outputs; offsets not committed");
         return EDDY_EKAFKA;
     }
+    if (r->conf->state && eddy_state_commit(r->conf->state, r->errstr, r->errstr_size) != 0) {
+        return EDDY_EKAFKA;     /* state not durable: offsets are not committed either */
+    }
     take_offsets(r);
     commit_pending(r);
     return 0;
@@ -318,9 +322,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         commit_pending(r);
     } else {
         /* revoked: everything processed so far is flushed and committed first */
-        commit(r);
+        if (commit(r) != 0) {
+            eddy_log_error("kafka: %s", r->errstr);
+        }
         for (int i = 0; i < parts->cnt; i++) {
             eddy_log_info("task %s[%d] revoked", parts->elems[i].topic, parts->elems[i].partition);
+            if (r->conf->state) {
+                eddy_state_drop_partition(r->conf->state, parts->elems[i].partition);
+            }
         }
         if (r->tasks) {
             rd_kafka_topic_partition_list_destroy(r->tasks);
@@ -534,6 +543,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     if ((rc = eddy_runner_new(&r.runner, job, r.sink, r.dlq, c->app_id))) {
         goto out;
     }
+    eddy_runner_set_state(r.runner, c->state);
     ensure_topics(&r);
 
     int nsrc = eddy_job_nsources(job);

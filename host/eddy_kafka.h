@@ -21,6 +21,7 @@ typedef struct eddy_kafka_conf {
     const char  *output;         /* non-NULL: outputs to this file instead of Kafka */
     const char  *dlq;            /* non-NULL: dead letters to this file instead of <app>-dlq */
     int          file_partitions;
+    struct eddy_state *state;    /* the job's stores, or NULL (borrowed) */
     volatile sig_atomic_t *stop;
 } eddy_kafka_conf;
 

@@ -13,6 +13,8 @@ typedef struct eddy_metrics {
     uint64_t errors;          /* eddy_errors_total: every failed record, whatever the policy */
     uint64_t dead_lettered;   /* eddy_dlq_records_total */
     uint64_t batches;
+    uint64_t late_records;    /* eddy_late_records_total */
+    uint64_t nil_keys;        /* eddy_skipped_nil_key_total */
 } eddy_metrics;
 
 extern eddy_metrics eddy_stats;

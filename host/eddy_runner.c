@@ -5,11 +5,13 @@
 #include "eddy.h"
 #include "eddy_log.h"
 #include "eddy_metrics.h"
+#include "eddy_state.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/time.h>
 
 eddy_metrics eddy_stats;
 
@@ -19,6 +21,7 @@ struct eddy_runner {
     eddy_job  *job;
     eddy_sink *sink;
     eddy_sink *dlq;
+    eddy_state *state;
     char      *dlq_topic;
     int        policy;
     int        sink_err;
@@ -137,6 +140,9 @@ static int apply_policy(eddy_runner *r, const char *topic, int32_t partition, in
 static int on_record_error(void *opaque, const eddy_rec *rec, const char *stage, const char *msg)
 {
     eddy_runner *r = opaque;
+    if (r->state) {
+        eddy_state_undo_record(r->state);    /* the record's store writes never happened */
+    }
     eddy_batch *b = eddy_job_batch(r->job);
     return apply_policy(r, eddy_job_source(r->job, rec->source), rec->partition, rec->offset,
                         rec->ts, rec->key, rec->key ? rec->klen : -1,
@@ -162,7 +168,14 @@ int eddy_runner_process(eddy_runner *r)
     eddy_batch *b = eddy_job_batch(r->job);
     eddy_stats.records_in += (uint64_t)b->n;
     eddy_stats.batches++;
+    b->state = r->state;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    b->wall_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    b->late = b->nil_keys = 0;
     int failed = eddy_job_run_batch(r->job, on_record_error, r);
+    eddy_stats.late_records += (uint64_t)b->late;
+    eddy_stats.nil_keys += (uint64_t)b->nil_keys;
     int rc;
     if (r->sink_err) {
         rc = r->sink_err;
@@ -192,6 +205,24 @@ int eddy_runner_flush(eddy_runner *r)
         if (!rc) {
             rc = rc2;
         }
+    }
+    return rc;
+}
+
+void eddy_runner_set_state(eddy_runner *r, struct eddy_state *st)
+{
+    r->state = st;
+}
+
+int eddy_runner_commit(eddy_runner *r, char *errstr, size_t errstr_size)
+{
+    int rc = eddy_runner_flush(r);
+    if (rc) {
+        snprintf(errstr, errstr_size, "writing outputs: %s", eddy_strerror(rc));
+        return rc;
+    }
+    if (r->state) {
+        rc = eddy_state_commit(r->state, errstr, errstr_size);
     }
     return rc;
 }

@@ -17,6 +17,20 @@ int  eddy_runner_new(eddy_runner **out, eddy_job *job, eddy_sink *sink, eddy_sin
                      const char *app_id);
 void eddy_runner_destroy(eddy_runner *r);
 
+/**
+ * @brief Give the runner the job's state (borrowed; NULL: a stateless job).
+ *        Store writes of a failing record are undone; eddy_runner_commit()
+ *        commits the state after the outputs are flushed.
+ */
+void eddy_runner_set_state(eddy_runner *r, struct eddy_state *st);
+
+/**
+ * @brief Flush the outputs, then commit the state (the order that keeps the
+ *        state from getting ahead of what was acknowledged).
+ * @returns 0, or an error with the reason in @p errstr.
+ */
+int eddy_runner_commit(eddy_runner *r, char *errstr, size_t errstr_size);
+
 /** @brief Swap the job (after a reload); the batch in hand must be done. */
 void eddy_runner_set_job(eddy_runner *r, eddy_job *job);
 

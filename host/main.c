@@ -12,6 +12,7 @@
 #include "eddy_metrics.h"
 #include "eddy_runner.h"
 #include "eddy_sink.h"
+#include "eddy_state.h"
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -393,6 +394,28 @@ static int cmd_run(int argc, char **argv)
     }
     install_signals();
     char errstr[2048] = "";
+    if (eddy_job_configure(job, app_buf, input_buf[0] == '\0', partitions, errstr,
+                           sizeof errstr) != 0) {
+        fprintf(stderr, "eddy run: %s\n", errstr);
+        eddy_job_destroy(job);
+        return EDDY_EXIT_FATAL;
+    }
+    eddy_state *state = NULL;
+    if (eddy_job_stateful(job)) {
+        char dir[PATH_MAX + 256];
+        const char *sd = pick(o.state_dir, job, "state_dir", "./.eddy-state");
+        snprintf(dir, sizeof dir, "%s/%s", sd, app_buf);
+        size_t map_size = 0;
+        const char *ms = eddy_job_option(job, "state_map_size");
+        if (ms) {
+            map_size = (size_t)strtoull(ms, NULL, 10) << 20;    /* MiB */
+        }
+        if (eddy_state_open(&state, dir, map_size, errstr, sizeof errstr) != 0) {
+            fprintf(stderr, "eddy run: %s\n", errstr);
+            eddy_job_destroy(job);
+            return EDDY_EXIT_FATAL;
+        }
+    }
     if (input_buf[0]) {
         /* file mode */
         eddy_sink *sink = NULL, *dlqs = NULL;
@@ -408,9 +431,11 @@ static int cmd_run(int argc, char **argv)
             return EDDY_EXIT_USAGE;
         }
         eddy_runner_new(&runner, job, sink, dlqs, app_buf);
+        eddy_runner_set_state(runner, state);
         eddy_file_conf fc = {input_buf, strcmp(fmt_buf, "lines") == 0, partitions, &stop_flag};
         rc = eddy_file_run(runner, job, &fc, errstr, sizeof errstr);
-        int frc = eddy_sink_flush(sink);
+        char cerr[1024] = "";
+        int frc = rc ? 0 : eddy_runner_commit(runner, cerr, sizeof cerr);
         if (dlqs != sink) {
             eddy_sink_flush(dlqs);
             eddy_sink_destroy(dlqs);
@@ -419,7 +444,7 @@ static int cmd_run(int argc, char **argv)
         eddy_runner_destroy(runner);
         if (rc == 0 && frc) {
             rc = frc;
-            snprintf(errstr, sizeof errstr, "writing output: %s", eddy_strerror(frc));
+            snprintf(errstr, sizeof errstr, "%s", cerr);
         }
         eddy_log_info("job %s: %llu record(s) in, %llu out, %llu error(s), %llu dead-lettered",
                       eddy_job_name(job), (unsigned long long)eddy_stats.records_in,
@@ -431,7 +456,8 @@ static int cmd_run(int argc, char **argv)
                               .nprops = o.nprops, .commit_interval_ms = commit_ms,
                               .output = output_buf[0] ? output_buf : NULL,
                               .dlq = dlq_buf[0] ? dlq_buf : NULL,
-                              .file_partitions = partitions, .stop = &stop_flag};
+                              .file_partitions = partitions, .state = state,
+                              .stop = &stop_flag};
         rc = eddy_kafka_run(job, &kc, errstr, sizeof errstr);
         eddy_log_info("job %s: %llu record(s) in, %llu out, %llu error(s), %llu dead-lettered",
                       eddy_job_name(job), (unsigned long long)eddy_stats.records_in,
@@ -439,6 +465,7 @@ static int cmd_run(int argc, char **argv)
                       (unsigned long long)eddy_stats.errors,
                       (unsigned long long)eddy_stats.dead_lettered);
     }
+    eddy_state_close(state);
     eddy_job_destroy(job);
     if (rc == EDDY_EUSAGE) {
         fprintf(stderr, "eddy run: %s\n", errstr);

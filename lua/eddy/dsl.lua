@@ -26,6 +26,10 @@ local function check_fn(fn, method)
     end
 end
 
+-- Steps after which the key may differ from the source's: a grouping after
+-- them repartitions (Kafka Streams' rule).
+local KEY_CHANGING = { map = true, select_key = true, flat_map = true, process = true }
+
 local function new_node(job, kind, parents, fields)
     local node = fields or {}
     node.kind = kind
@@ -33,9 +37,13 @@ local function new_node(job, kind, parents, fields)
     node.children = {}
     node.line = node.line or where(4)
     job.nodes[node.id] = node
+    local changed = false
     for _, p in ipairs(parents) do
         p.children[#p.children + 1] = node
+        changed = changed or p.key_changed
     end
+    if node.key_changed == nil then node.key_changed = changed or KEY_CHANGING[kind] or false end
+    if node.subtopology == nil then node.subtopology = parents[1] and parents[1].subtopology or 0 end
     return node
 end
 
@@ -46,10 +54,8 @@ end
 Stream.__index = function(_, name)
     local m = stream_methods[name]
     if m then return m end
-    if name == "group_by_key" or name == "group_by" or name == "process" or name == "join"
-        or name == "left_join" then
-        error(("stream:%s is not available in this version of eddy: stateless steps only "
-            .. "(see README, \"What exists\")"):format(name), 2)
+    if name == "join" or name == "left_join" then
+        error(("stream:%s is not available in this version of eddy (see README)"):format(name), 2)
     end
     return nil
 end
@@ -112,6 +118,104 @@ function stream_methods:to(topic, opts)
     return self
 end
 
+-- Grouping and aggregation -------------------------------------------------
+
+local Grouped = {}
+Grouped.__index = Grouped
+local Table = {}
+Table.__index = Table
+_M.Grouped, _M.Table = Grouped, Table
+
+local function grouped(stream, opts, line)
+    opts = opts or {}
+    if type(opts) ~= "table" then error("group_by: options must be a table", 3) end
+    return setmetatable({ job = stream.job, node = stream.node, opts = opts, line = line,
+        key_serde = serde.resolve(opts.key, "group_by key"),
+        repartition = stream.node.key_changed }, Grouped)
+end
+
+--- Group by the current key; repartitions only when an upstream step may have changed it.
+function stream_methods:group_by_key(opts)
+    return grouped(self, opts, where(3))
+end
+
+--- Group by a new key fn(k, v, rec) -> k2: always repartitions.
+function stream_methods:group_by(fn, opts)
+    check_fn(fn, "group_by")
+    local node = new_node(self.job, "select_key", { self.node }, { fn = fn, key_changed = true })
+    return grouped(new_stream(self.job, node), opts, node.line)
+end
+
+local agg_seq = 0
+local function aggregate(g, kind, fn, init, opts, level)
+    opts = opts or {}
+    if type(opts) ~= "table" then error(kind .. ": options must be a table", level) end
+    local emit = opts.emit or "update"
+    if emit ~= "update" and emit ~= "final" then
+        error(kind .. ": emit must be \"update\" or \"final\", got " .. tostring(emit), level)
+    end
+    if emit == "final" and not g.win then
+        error(kind .. ": emit = \"final\" needs a windowed aggregation (grouped:window(w))", level)
+    end
+    local job = g.job
+    agg_seq = agg_seq + 1
+    local store = opts.store
+    if store ~= nil and (type(store) ~= "string" or not store:match("^[%w%._%-]+$")) then
+        error(kind .. ": store must be a name ([A-Za-z0-9._-])", level)
+    end
+    store = store or (kind .. "-" .. (#job.nodes + 1))
+    for _, n in ipairs(job.nodes) do
+        if n.store == store then
+            error(("%s: store %q is already used at %s"):format(kind, store, n.line), level)
+        end
+    end
+    local parent = g.node
+    if g.repartition then
+        local name = g.opts.name or store
+        parent = new_node(job, "repartition", { parent }, { name = name, key_serde = g.key_serde,
+            line = g.line, key_changed = false })
+        parent.subtopology = (job.nsubtopologies or 0) + 1
+        job.nsubtopologies = parent.subtopology
+    end
+    local node = new_node(job, "aggregate", { parent }, { agg = kind, fn = fn, init = init,
+        store = store, emit = emit, window = g.win, key_serde = g.key_serde, key_changed = false })
+    job.stateful = true
+    return setmetatable({ job = job, node = node }, Table)
+end
+
+function Grouped:count(opts)
+    return aggregate(self, "count", nil, nil, opts, 3)
+end
+
+function Grouped:reduce(fn, opts)
+    check_fn(fn, "reduce")
+    return aggregate(self, "reduce", fn, nil, opts, 3)
+end
+
+function Grouped:aggregate(init, fn, opts)
+    check_fn(init, "aggregate (initializer)")
+    check_fn(fn, "aggregate (aggregator)")
+    return aggregate(self, "aggregate", fn, init, opts, 3)
+end
+
+--- A windowed grouping: the same count/reduce/aggregate, per window.
+function Grouped:window(w)
+    local window = require "eddy.window"
+    if not window.is_window(w) then
+        error("window: expected eddy.tumbling{}, eddy.hopping{}, eddy.sliding{} or eddy.session{}", 2)
+    end
+    if self.win then error("window: this grouping is already windowed", 2) end
+    local g = setmetatable({}, Grouped)
+    for k, v in pairs(self) do g[k] = v end
+    g.win = w
+    return g
+end
+
+--- The table's changes as a stream (key, new value); windowed results carry rec.window.
+function Table:to_stream()
+    return new_stream(self.job, new_node(self.job, "to_stream", { self.node }, { key_changed = false }))
+end
+
 -- Job ----------------------------------------------------------------------
 
 local job_options = {
@@ -120,6 +224,7 @@ local job_options = {
     state_dir = "string", guarantee = "string", on_error = "string", watch = "boolean",
     http = "string", threads = "number", commit_interval = "string|number",
     kafka = "table", idle_advance = "string|number", reload_rollback_errors = "number",
+    state_map_size = "number",
 }
 
 function _M.job(opts)
@@ -197,7 +302,8 @@ function _M.topology(job)
     for _, s in ipairs(job.sinks) do
         if not seen[s.topic] then seen[s.topic] = true; sinks[#sinks + 1] = s.topic end
     end
-    return { name = job.name, on_error = job.on_error, sources = sources, sinks = sinks, nodes = nodes }
+    return { name = job.name, on_error = job.on_error, sources = sources, sinks = sinks, nodes = nodes,
+        stateful = job.stateful or false }
 end
 
 --- A human description of the topology, one line per step.
@@ -212,6 +318,11 @@ function _M.describe(job)
         if n.kind == "source" then what = "source " .. table.concat(n.topics, ", ") end
         if n.kind == "sink" then what = "to " .. n.topic end
         if n.kind == "branch_out" then what = "branch #" .. job.nodes[n.id].index end
+        local jn = job.nodes[n.id]
+        if n.kind == "aggregate" then
+            what = jn.agg .. (jn.window and (" " .. jn.window.kind) or "") .. " [" .. jn.store .. "]"
+        end
+        if n.kind == "repartition" then what = "repartition " .. jn.name end
         local kids = {}
         for i, c in ipairs(n.children) do kids[i] = tostring(c) end
         local line = ("    %2d  %-22s %-28s%s"):format(n.id, what, n.line,

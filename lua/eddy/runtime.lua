@@ -7,6 +7,9 @@ local _M = {}
 
 local ffi = require "ffi"
 local dsl = require "eddy.dsl"
+local window = require "eddy.window"
+local buffer = require "string.buffer"
+local benc = buffer.encode
 local ffi_string, tonumber, type, error, floor = ffi.string, tonumber, type, error, math.floor
 local setmetatable = setmetatable
 
@@ -36,6 +39,10 @@ typedef struct eddy_batch_view {
     int32_t cur;
     int32_t stage;
     int32_t reserved;
+    void *state;
+    int64_t wall_ms;
+    int32_t late;
+    int32_t nil_keys;
 } eddy_batch_view;
 void eddy_batch_emit(eddy_batch_view *b, int32_t sink, const char *k, int32_t klen,
                      const char *v, int32_t vlen, int64_t ts);
@@ -159,8 +166,10 @@ local function job_uses_rec(job)
     return false
 end
 
---- Compile `job` against the host's batch (a lightuserdata). Returns the
---- topology (plain data) with `run`, the batch loop.
+--- Prepare `job` against the host's batch (a lightuserdata). Returns the
+--- topology (plain data) with `configure(app_id, kafka, partitions)`, which
+--- compiles the pipeline, sets `run` (the batch loop) and returns the full
+--- lists of source and sink topics (internal repartition topics included).
 function _M.prepare(job, batch_ud)
     if not dsl.is_job(job) then
         error("the script must return a job (return eddy.job{...} after defining it)", 0)
@@ -170,12 +179,29 @@ function _M.prepare(job, batch_ud)
     end
     local B = ffi.cast("eddy_batch_view *", batch_ud)
     local topo = dsl.topology(job)
-    local sink_index = {}
-    for i, t in ipairs(topo.sinks) do sink_index[t] = i - 1 end
+    topo.options = job.options
+    topo.describe = dsl.describe(job)
+    topo.configure = function(app_id, kafka, partitions)
+        return _M.compile(job, B, topo, app_id, kafka, partitions)
+    end
+    return topo
+end
 
-    function build.sink(node)
+function _M.compile(job, B, topo, app_id, kafka, partitions)
+    local state = require "eddy.state"     -- after this module's cdef (it uses eddy_batch_view)
+    local S = job.stateful and state.new(B) or nil
+    local sources, sinks = {}, {}
+    for i, t in ipairs(topo.sources) do sources[i] = t end
+    for i, t in ipairs(topo.sinks) do sinks[i] = t end
+    local sink_index = {}
+    for i, t in ipairs(sinks) do sink_index[t] = i - 1 end
+    local emit = C.eddy_batch_emit
+    local srcs = {}
+
+    local builders = setmetatable({}, { __index = build })
+
+    function builders.sink(node)
         local idx, kenc, venc = sink_index[node.topic], node.key_serde.encode, node.value_serde.encode
-        local emit = C.eddy_batch_emit
         return function(k, v, rec, ts)
             B.stage = 3
             local ks, vs = nil, nil
@@ -185,6 +211,69 @@ function _M.prepare(job, batch_ud)
             B.stage = 2
         end
     end
+
+    -- A grouping after a key change. Kafka mode: through the internal topic
+    -- <app>-<name>-repartition, read back as a source of the next sub-topology.
+    -- File mode: the same murmur2 shuffle in memory, into the task that the
+    -- record would reach through the topic.
+    function builders.repartition(node, nxt)
+        local kenc, kdec = node.key_serde.encode, node.key_serde.decode
+        local sub = node.subtopology * 65536
+        if kafka then
+            local topic = app_id .. "-" .. node.name .. "-repartition"
+            sinks[#sinks + 1] = topic
+            local idx = #sinks - 1
+            sources[#sources + 1] = topic
+            srcs[#sources - 1] = { topic = topic, push = nxt, kdec = kdec, vdec = buffer.decode,
+                sub = sub, internal = true }
+            return function(k, v, rec, ts)
+                if k == nil then B.nil_keys = B.nil_keys + 1; return end
+                B.stage = 3
+                local kb = kenc(k)
+                local vb = v ~= nil and benc(v) or nil
+                emit(B, idx, kb, #kb, vb, vb and #vb or -1, ts)
+                B.stage = 2
+            end
+        end
+        local n = partitions
+        return function(k, v, rec, ts)
+            if k == nil then B.nil_keys = B.nil_keys + 1; return end
+            local kb = kenc(k)
+            local saved = S.task
+            local task = sub + C.eddy_murmur2_partition(kb, #kb, n)
+            S.task = task
+            S.advance(task, ts)
+            nxt(k, v, rec, ts)
+            S.task = saved
+        end
+    end
+
+    function builders.aggregate(node, nxt)
+        local store = S:store(node.store)
+        if node.window then
+            return window.build(node, { S = S, B = B, store = store, nxt = nxt })
+        end
+        local kenc, agg, fn, init = node.key_serde.encode, node.agg, node.fn, node.init
+        return function(k, v, rec, ts)
+            if k == nil then B.nil_keys = B.nil_keys + 1; return end
+            if v == nil and agg ~= "count" then return end     -- Kafka Streams ignores null values
+            local kb = kenc(k)
+            local old = store:get(kb)
+            local new
+            if agg == "count" then
+                new = (old or 0) + 1
+            elseif agg == "reduce" then
+                if old == nil then new = v else new = fn(old, v, k) end
+            else
+                if old == nil then old = init() end
+                new = fn(old, v, k, rec)
+            end
+            if new == nil then store:delete(kb) else store:put(kb, new) end
+            return nxt(k, new, rec, ts)
+        end
+    end
+
+    function builders.to_stream(_, nxt) return nxt end
 
     local compiled = {}
     local function compile(node)
@@ -203,17 +292,17 @@ function _M.prepare(job, batch_ud)
         else
             nxt = function(k, v, rec, ts) for i = 1, #kids do kids[i](k, v, rec, ts) end end
         end
-        f = build[node.kind](node, nxt, kids)
+        f = builders[node.kind](node, nxt, kids)
         compiled[node.id] = f
         return f
     end
 
-    local srcs = {}
     for i, s in ipairs(job.sources) do
         local node = s.node
         srcs[i - 1] = { topic = s.topic, push = compile(node), kdec = node.key_serde.decode,
-            vdec = node.value_serde.decode, tsx = node.timestamp }
+            vdec = node.value_serde.decode, tsx = node.timestamp, sub = 0 }
     end
+    for _, node in ipairs(job.nodes) do compile(node) end     -- every node, internal sources too
 
     local uses_rec = job_uses_rec(job)
     local shared = {}
@@ -229,38 +318,41 @@ function _M.prepare(job, batch_ud)
             if r.key ~= nil then k = src.kdec(ffi_string(r.key, r.klen)) end
             if r.value ~= nil then v = src.vdec(ffi_string(r.value, r.vlen)) end
             local rec
-            if not uses_rec then
+            if not uses_rec or src.internal then
                 rec = shared
                 rec.topic, rec.partition, rec.offset, rec.ts = src.topic, r.partition, nil, tonumber(r.ts)
                 B.stage = 2
                 if src.tsx then rec.ts = check_ts(src.tsx(k, v, rec), "the source's timestamp extractor") end
-                src.push(k, v, rec, rec.ts)
-                goto continue
-            end
-            local headers = EMPTY_HEADERS
-            local nh = r.nhdr
-            if nh > 0 then
-                headers = {}
-                for j = r.hdr, r.hdr + nh - 1 do
-                    local h = hdrs[j]
-                    local hv = false
-                    if h.value ~= nil then hv = ffi_string(h.value, h.vlen) end
-                    headers[ffi_string(h.name, h.nlen)] = hv
+            else
+                local headers = EMPTY_HEADERS
+                local nh = r.nhdr
+                if nh > 0 then
+                    headers = {}
+                    for j = r.hdr, r.hdr + nh - 1 do
+                        local h = hdrs[j]
+                        local hv = false
+                        if h.value ~= nil then hv = ffi_string(h.value, h.vlen) end
+                        headers[ffi_string(h.name, h.nlen)] = hv
+                    end
                 end
+                rec = { topic = src.topic, partition = r.partition, offset = tonumber(r.offset),
+                    ts = tonumber(r.ts), headers = headers }
+                B.stage = 2
+                if src.tsx then rec.ts = check_ts(src.tsx(k, v, rec), "the source's timestamp extractor") end
             end
-            rec = { topic = src.topic, partition = r.partition, offset = tonumber(r.offset),
-                ts = tonumber(r.ts), headers = headers }
-            B.stage = 2
-            if src.tsx then rec.ts = check_ts(src.tsx(k, v, rec), "the source's timestamp extractor") end
+            if S then
+                local task = src.sub + r.partition
+                S.task = task
+                S.advance(task, rec.ts)
+            end
             src.push(k, v, rec, rec.ts)
-            ::continue::
         end
+        if S then S.end_batch() end
     end
 
     topo.run = run
-    topo.options = job.options
-    topo.describe = dsl.describe(job)
-    return topo
+    topo.S = S
+    return { sources = sources, sinks = sinks }
 end
 
 return _M

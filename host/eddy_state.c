@@ -1,0 +1,573 @@
+/*
+ * eddy_state — LMDB environments per task, a write transaction per commit
+ * interval, store access for Lua, and per-record undo (see eddy_state.h).
+ * Shaped after lmdb.h's mtest.c: env per directory, named dbis, cursors.
+ */
+#include "eddy_state.h"
+#include "eddy.h"
+#include "eddy_buf.h"
+#include "eddy_log.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_TASKS  4096
+#define MAX_DBS    64
+#define MAX_ITERS  64
+
+typedef struct task {
+    int32_t     id;            /* (sub-topology << 16) | partition */
+    MDB_env    *env;
+    MDB_txn    *txn;           /* the write transaction of this commit interval */
+    MDB_dbi     dbi[MAX_DBS];      /* indexed by the state-wide store handle */
+    unsigned char open[MAX_DBS];
+} task;
+
+typedef struct iter {
+    int         used;
+    MDB_cursor *cur;
+    int         first;
+    MDB_val     from;
+    eddy_buf    to;
+    int         has_to;
+    eddy_buf    fromcopy;
+} iter;
+
+typedef struct undo {          /* one store write of the record in hand */
+    int32_t task, db;
+    size_t  koff, klen;
+    size_t  voff;
+    ssize_t vlen;              /* -1: the key was absent */
+} undo;
+
+struct eddy_state {
+    char    *dir;
+    char    *names[MAX_DBS];    /* store handle -> name, the same in every task */
+    int      nnames;
+    size_t   map_size;
+    task    *tasks[MAX_TASKS];
+    int      ntasks;
+    iter     iters[MAX_ITERS];
+    /* undo log of the record in hand */
+    int32_t  undo_batch_cur;
+    const eddy_batch *undo_batch;
+    undo    *undos;
+    int      nundo, undocap;
+    eddy_buf undobuf;
+    char     err[1536];
+};
+
+static int mkdirs(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+                return errno;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+        return errno;
+    }
+    return 0;
+}
+
+int eddy_state_open(eddy_state **out, const char *dir, size_t map_size,
+                    char *errstr, size_t errstr_size)
+{
+    int rc = mkdirs(dir);
+    if (rc) {
+        snprintf(errstr, errstr_size, "cannot create the state directory %s: %s", dir,
+                 strerror(rc));
+        return rc;
+    }
+    eddy_state *st = calloc(1, sizeof(*st));
+    if (!st) {
+        return EDDY_ENOMEM;
+    }
+    st->dir = strdup(dir);
+    st->map_size = map_size ? map_size : EDDY_STATE_DEFAULT_MAP_SIZE;
+    st->undo_batch_cur = -1;
+    *out = st;
+    return 0;
+}
+
+static void task_close(eddy_state *st, task *t)
+{
+    for (int i = 0; i < MAX_ITERS; i++) {
+        if (st->iters[i].used) {
+            mdb_cursor_close(st->iters[i].cur);
+            st->iters[i].used = 0;
+        }
+    }
+    if (t->txn) {
+        mdb_txn_abort(t->txn);
+    }
+    mdb_env_close(t->env);
+    free(t);
+}
+
+void eddy_state_close(eddy_state *st)
+{
+    if (!st) {
+        return;
+    }
+    for (int i = 0; i < st->ntasks; i++) {
+        task_close(st, st->tasks[i]);
+    }
+    for (int i = 0; i < MAX_ITERS; i++) {
+        eddy_buf_free(&st->iters[i].to);
+        eddy_buf_free(&st->iters[i].fromcopy);
+    }
+    free(st->undos);
+    eddy_buf_free(&st->undobuf);
+    for (int i = 0; i < st->nnames; i++) {
+        free(st->names[i]);
+    }
+    free(st->dir);
+    free(st);
+}
+
+int eddy_state_ntasks(const eddy_state *st)
+{
+    return st->ntasks;
+}
+
+static int set_err(eddy_state *st, int rc, const task *t, int db, const char *what)
+{
+    const char *store = (db >= 0 && db < st->nnames) ? st->names[db] : "?";
+    if (rc == MDB_MAP_FULL) {
+        snprintf(st->err, sizeof st->err, "store %s (task %d_%d): the LMDB map is full at %zu "
+                 "MiB; raise state_map_size in eddy.job{} (or free disk space)", store,
+                 t ? t->id >> 16 : 0, t ? t->id & 0xffff : 0, st->map_size >> 20);
+    } else {
+        snprintf(st->err, sizeof st->err, "store %s (task %d_%d): %s: %s", store,
+                 t ? t->id >> 16 : 0, t ? t->id & 0xffff : 0, what, mdb_strerror(rc));
+    }
+    return -1;
+}
+
+static task *task_get(eddy_state *st, int32_t id)
+{
+    for (int i = 0; i < st->ntasks; i++) {
+        if (st->tasks[i]->id == id) {
+            return st->tasks[i];
+        }
+    }
+    if (st->ntasks == MAX_TASKS) {
+        snprintf(st->err, sizeof st->err, "too many tasks (at most %d)", MAX_TASKS);
+        return NULL;
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%d_%d", st->dir, id >> 16, id & 0xffff);
+    int rc = mkdirs(path);
+    if (rc) {
+        snprintf(st->err, sizeof st->err, "cannot create %s: %s", path, strerror(rc));
+        return NULL;
+    }
+    task *t = calloc(1, sizeof(*t));
+    if (!t) {
+        return NULL;
+    }
+    t->id = id;
+    if ((rc = mdb_env_create(&t->env)) || (rc = mdb_env_set_maxdbs(t->env, MAX_DBS)) ||
+        (rc = mdb_env_set_mapsize(t->env, st->map_size)) ||
+        (rc = mdb_env_open(t->env, path, MDB_NOSYNC | MDB_NOTLS, 0644))) {
+        snprintf(st->err, sizeof st->err, "cannot open the state of task %d_%d in %s: %s",
+                 id >> 16, id & 0xffff, path, mdb_strerror(rc));
+        if (t->env) {
+            mdb_env_close(t->env);
+        }
+        free(t);
+        return NULL;
+    }
+    st->tasks[st->ntasks++] = t;
+    return t;
+}
+
+static MDB_txn *task_txn(eddy_state *st, task *t)
+{
+    if (!t->txn) {
+        int rc = mdb_txn_begin(t->env, NULL, 0, &t->txn);
+        if (rc) {
+            set_err(st, rc, t, -1, "begin a transaction");
+            t->txn = NULL;
+        }
+    }
+    return t->txn;
+}
+
+/* grow the map between transactions when it is more than half full */
+static void maybe_grow(eddy_state *st, task *t)
+{
+    MDB_envinfo info;
+    MDB_stat stat;
+    if (mdb_env_info(t->env, &info) || mdb_env_stat(t->env, &stat)) {
+        return;
+    }
+    size_t used = (info.me_last_pgno + 1) * (size_t)stat.ms_psize;
+    if (used > info.me_mapsize / 2) {
+        size_t ns = info.me_mapsize * 2;
+        if (mdb_env_set_mapsize(t->env, ns) == 0) {
+            eddy_log_info("state: task %d_%d map grown to %zu MiB", t->id >> 16, t->id & 0xffff,
+                          ns >> 20);
+        }
+    }
+}
+
+int eddy_state_commit(eddy_state *st, char *errstr, size_t errstr_size)
+{
+    int ret = 0;
+    for (int i = 0; i < MAX_ITERS; i++) {
+        if (st->iters[i].used) {
+            mdb_cursor_close(st->iters[i].cur);
+            st->iters[i].used = 0;
+        }
+    }
+    for (int i = 0; i < st->ntasks; i++) {
+        task *t = st->tasks[i];
+        if (!t->txn) {
+            continue;
+        }
+        int rc = mdb_txn_commit(t->txn);
+        t->txn = NULL;
+        if (!rc) {
+            rc = mdb_env_sync(t->env, 1);
+        }
+        if (rc) {
+            set_err(st, rc, t, -1, "commit");
+            snprintf(errstr, errstr_size, "%s", st->err);
+            ret = rc;
+            continue;
+        }
+        maybe_grow(st, t);
+    }
+    st->nundo = 0;
+    st->undobuf.len = 0;
+    return ret;
+}
+
+void eddy_state_drop_partition(eddy_state *st, int32_t partition)
+{
+    for (int i = 0; i < st->ntasks;) {
+        if ((st->tasks[i]->id & 0xffff) == partition) {
+            task_close(st, st->tasks[i]);
+            st->tasks[i] = st->tasks[--st->ntasks];
+        } else {
+            i++;
+        }
+    }
+}
+
+/* ---- the undo log ---- */
+
+static void undo_note(eddy_state *st, const eddy_batch *b, task *t, int32_t db,
+                      const char *k, size_t klen)
+{
+    if (b->cur != st->undo_batch_cur || b != st->undo_batch) {
+        st->nundo = 0;                   /* a new record: forget the previous one's log */
+        st->undobuf.len = 0;
+        st->undo_batch_cur = b->cur;
+        st->undo_batch = b;
+    }
+    if (st->nundo == st->undocap) {
+        int cap = st->undocap ? st->undocap * 2 : 16;
+        undo *u = realloc(st->undos, sizeof(*u) * (size_t)cap);
+        if (!u) {
+            abort();
+        }
+        st->undos = u;
+        st->undocap = cap;
+    }
+    undo *u = &st->undos[st->nundo++];
+    u->task = t->id;
+    u->db = db;
+    u->koff = st->undobuf.len;
+    u->klen = klen;
+    eddy_buf_append(&st->undobuf, k, klen);
+    MDB_val key = {klen, (void *)k}, val;
+    u->voff = st->undobuf.len;
+    if (mdb_get(t->txn, t->dbi[db], &key, &val) == 0) {
+        u->vlen = (ssize_t)val.mv_size;
+        eddy_buf_append(&st->undobuf, val.mv_data, val.mv_size);
+    } else {
+        u->vlen = -1;
+    }
+}
+
+void eddy_state_undo_record(eddy_state *st)
+{
+    for (int i = st->nundo - 1; i >= 0; i--) {
+        undo *u = &st->undos[i];
+        task *t = task_get(st, u->task);
+        if (!t || !t->txn) {
+            continue;
+        }
+        MDB_val key = {u->klen, st->undobuf.data + u->koff};
+        if (u->vlen < 0) {
+            mdb_del(t->txn, t->dbi[u->db], &key, NULL);
+        } else {
+            MDB_val val = {(size_t)u->vlen, st->undobuf.data + u->voff};
+            mdb_put(t->txn, t->dbi[u->db], &key, &val, 0);
+        }
+    }
+    st->nundo = 0;
+    st->undobuf.len = 0;
+}
+
+/* ---- Lua's store access ---- */
+
+#define STATE(b) ((eddy_state *)(b)->state)
+
+/* Open store handle @p db in task @p t if it is not yet. */
+static int dbi_ensure(eddy_state *st, task *t, int32_t db)
+{
+    if (t->open[db]) {
+        return 0;
+    }
+    int rc = mdb_dbi_open(t->txn, st->names[db], MDB_CREATE, &t->dbi[db]);
+    if (rc) {
+        return set_err(st, rc, t, db, "open the store");
+    }
+    t->open[db] = 1;
+    return 0;
+}
+
+int32_t eddy_kv_open(eddy_batch *b, int32_t task_id, const char *name)
+{
+    eddy_state *st = STATE(b);
+    int32_t db = -1;
+    for (int i = 0; i < st->nnames; i++) {
+        if (strcmp(st->names[i], name) == 0) {
+            db = i;
+        }
+    }
+    if (db < 0) {
+        if (st->nnames == MAX_DBS) {
+            snprintf(st->err, sizeof st->err, "too many stores (at most %d)", MAX_DBS);
+            return -1;
+        }
+        st->names[st->nnames] = strdup(name);
+        db = st->nnames++;
+    }
+    task *t = task_get(st, task_id);
+    if (!t || !task_txn(st, t) || dbi_ensure(st, t, db) != 0) {
+        return -1;
+    }
+    return db;
+}
+
+static task *lookup(eddy_batch *b, int32_t task_id, int32_t db)
+{
+    eddy_state *st = STATE(b);
+    if (db < 0 || db >= st->nnames) {
+        snprintf(st->err, sizeof st->err, "bad store handle %d", db);
+        return NULL;
+    }
+    task *t = task_get(st, task_id);
+    if (!t || !task_txn(st, t) || dbi_ensure(st, t, db) != 0) {
+        return NULL;
+    }
+    return t;
+}
+
+const char *eddy_kv_get(eddy_batch *b, int32_t task_id, int32_t db, const char *k, size_t klen,
+                        size_t *vlen)
+{
+    task *t = lookup(b, task_id, db);
+    if (!t) {
+        *vlen = 0;
+        return NULL;
+    }
+    MDB_val key = {klen, (void *)k}, val;
+    if (klen == 0 || klen > 511 || mdb_get(t->txn, t->dbi[db], &key, &val) != 0) {
+        *vlen = 0;
+        return NULL;
+    }
+    *vlen = val.mv_size;
+    return val.mv_data;
+}
+
+int eddy_kv_put(eddy_batch *b, int32_t task_id, int32_t db, const char *k, size_t klen,
+                const char *v, size_t vlen)
+{
+    eddy_state *st = STATE(b);
+    task *t = lookup(b, task_id, db);
+    if (!t) {
+        return -1;
+    }
+    if (klen == 0 || klen > 511) {
+        snprintf(st->err, sizeof st->err, "store %s: keys are 1 to 511 bytes (got %zu)",
+                 st->names[db], klen);
+        return -1;
+    }
+    undo_note(st, b, t, db, k, klen);
+    MDB_val key = {klen, (void *)k}, val = {vlen, (void *)v};
+    int rc = mdb_put(t->txn, t->dbi[db], &key, &val, 0);
+    if (rc) {
+        st->nundo--;
+        return set_err(st, rc, t, db, "put");
+    }
+    return 0;
+}
+
+int eddy_kv_del(eddy_batch *b, int32_t task_id, int32_t db, const char *k, size_t klen)
+{
+    eddy_state *st = STATE(b);
+    task *t = lookup(b, task_id, db);
+    if (!t) {
+        return -1;
+    }
+    if (klen == 0 || klen > 511) {
+        return 0;
+    }
+    undo_note(st, b, t, db, k, klen);
+    MDB_val key = {klen, (void *)k};
+    int rc = mdb_del(t->txn, t->dbi[db], &key, NULL);
+    if (rc == MDB_NOTFOUND) {
+        st->nundo--;
+        return 0;
+    }
+    if (rc) {
+        return set_err(st, rc, t, db, "delete");
+    }
+    return 1;
+}
+
+int64_t eddy_kv_count(eddy_batch *b, int32_t task_id, int32_t db)
+{
+    task *t = lookup(b, task_id, db);
+    MDB_stat s;
+    if (!t || mdb_stat(t->txn, t->dbi[db], &s) != 0) {
+        return -1;
+    }
+    return (int64_t)s.ms_entries;
+}
+
+int32_t eddy_kv_iter(eddy_batch *b, int32_t task_id, int32_t db, const char *from, size_t flen,
+                     const char *to, size_t tlen)
+{
+    eddy_state *st = STATE(b);
+    task *t = lookup(b, task_id, db);
+    if (!t) {
+        return -1;
+    }
+    int i;
+    for (i = 0; i < MAX_ITERS && st->iters[i].used; i++) {
+    }
+    if (i == MAX_ITERS) {
+        snprintf(st->err, sizeof st->err, "too many open store iterators (at most %d): finish "
+                 "iterating range()/prefix() loops", MAX_ITERS);
+        return -1;
+    }
+    iter *it = &st->iters[i];
+    int rc = mdb_cursor_open(t->txn, t->dbi[db], &it->cur);
+    if (rc) {
+        return set_err(st, rc, t, db, "open a cursor");
+    }
+    it->used = 1;
+    it->first = 1;
+    it->fromcopy.len = 0;
+    eddy_buf_append(&it->fromcopy, from ? from : "", flen);
+    it->from.mv_size = flen;
+    it->from.mv_data = it->fromcopy.data;
+    it->to.len = 0;
+    it->has_to = tlen > 0;
+    eddy_buf_append(&it->to, to ? to : "", tlen);
+    return i;
+}
+
+static int key_below(const MDB_val *k, const eddy_buf *to)
+{
+    size_t n = k->mv_size < to->len ? k->mv_size : to->len;
+    int c = memcmp(k->mv_data, to->data, n);
+    return c < 0 || (c == 0 && k->mv_size < to->len);
+}
+
+int eddy_kv_next(eddy_batch *b, int32_t id, const char **k, size_t *klen,
+                 const char **v, size_t *vlen)
+{
+    eddy_state *st = STATE(b);
+    if (id < 0 || id >= MAX_ITERS || !st->iters[id].used) {
+        return 0;
+    }
+    iter *it = &st->iters[id];
+    MDB_val key, val;
+    int rc;
+    if (it->first) {
+        it->first = 0;
+        if (it->from.mv_size > 0) {
+            key = it->from;
+            rc = mdb_cursor_get(it->cur, &key, &val, MDB_SET_RANGE);
+        } else {
+            rc = mdb_cursor_get(it->cur, &key, &val, MDB_FIRST);
+        }
+    } else {
+        rc = mdb_cursor_get(it->cur, &key, &val, MDB_NEXT);
+    }
+    if (rc != 0 || (it->has_to && !key_below(&key, &it->to))) {
+        eddy_kv_iter_close(b, id);
+        return 0;
+    }
+    *k = key.mv_data;
+    *klen = key.mv_size;
+    *v = val.mv_data;
+    *vlen = val.mv_size;
+    return 1;
+}
+
+void eddy_kv_iter_close(eddy_batch *b, int32_t id)
+{
+    eddy_state *st = STATE(b);
+    if (id >= 0 && id < MAX_ITERS && st->iters[id].used) {
+        mdb_cursor_close(st->iters[id].cur);
+        st->iters[id].used = 0;
+    }
+}
+
+int64_t eddy_kv_del_range(eddy_batch *b, int32_t task_id, int32_t db, const char *from,
+                          size_t flen, const char *to, size_t tlen)
+{
+    eddy_state *st = STATE(b);
+    task *t = lookup(b, task_id, db);
+    if (!t) {
+        return -1;
+    }
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(t->txn, t->dbi[db], &cur);
+    if (rc) {
+        return set_err(st, rc, t, db, "open a cursor");
+    }
+    eddy_buf tob = EDDY_BUF_INIT;
+    eddy_buf_append(&tob, to ? to : "", tlen);
+    MDB_val key = {flen, (void *)from}, val;
+    int64_t n = 0;
+    rc = flen ? mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE)
+              : mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+    while (rc == 0 && (tlen == 0 || key_below(&key, &tob))) {
+        if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+            break;
+        }
+        n++;
+        rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);   /* after a delete: the next entry */
+    }
+    mdb_cursor_close(cur);
+    eddy_buf_free(&tob);
+    if (rc && rc != MDB_NOTFOUND) {
+        return set_err(st, rc, t, db, "delete a range");
+    }
+    return n;
+}
+
+const char *eddy_kv_error(eddy_batch *b)
+{
+    return STATE(b)->err;
+}
