@@ -205,6 +205,9 @@ int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf
         if ((rc = flush_batch(&rd))) {
             goto stopped;
         }
+        if ((rc = eddy_runner_tick(runner))) {
+            goto stopped;
+        }
         /* outputs flushed, then the state committed: a streaming stdin sees its results now */
         if ((rc = eddy_runner_commit(runner, errstr, errstr_size))) {
             goto done;

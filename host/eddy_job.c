@@ -454,3 +454,42 @@ int eddy_job_run_batch(eddy_job *job, eddy_job_error_cb *on_error, void *opaque)
     lua_settop(L, 0);
     return 0;
 }
+
+int eddy_job_tick(eddy_job *job, char *errstr, size_t errstr_size)
+{
+    lua_State *L = job->L;
+    if (job->topo_ref == LUA_NOREF) {
+        return 0;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->topo_ref);
+    lua_getfield(L, -1, "tick");
+    if (lua_isnil(L, -1)) {
+        lua_settop(L, 0);
+        return 0;
+    }
+    lua_pushnumber(L, (lua_Number)job->batch->wall_ms);
+    int rc = 0;
+    if (pcall(L, 1, 0) != 0) {
+        errline(L, errstr, errstr_size);
+        rc = EDDY_ESCRIPT;
+    }
+    lua_settop(L, 0);
+    return rc;
+}
+
+void eddy_job_forget_partition(eddy_job *job, int32_t partition)
+{
+    lua_State *L = job->L;
+    if (job->topo_ref == LUA_NOREF) {
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->topo_ref);
+    lua_getfield(L, -1, "forget");
+    if (!lua_isnil(L, -1)) {
+        lua_pushinteger(L, partition);
+        if (pcall(L, 1, 0) != 0) {
+            eddy_log_warn("forget partition %d: %s", (int)partition, lua_tostring(L, -1));
+        }
+    }
+    lua_settop(L, 0);
+}

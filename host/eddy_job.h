@@ -70,4 +70,15 @@ typedef int eddy_job_error_cb(void *opaque, const eddy_rec *rec, const char *sta
  */
 int eddy_job_run_batch(eddy_job *job, eddy_job_error_cb *on_error, void *opaque);
 
+/**
+ * @brief Between batches: let the job run its wall-clock work (ctx:every
+ *        schedules, idle_advance). Outputs land in the batch (src -1). A failing
+ *        handler is logged and counted; it does not stop the job.
+ * @returns 0, or EDDY_ESCRIPT when a handler failed.
+ */
+int eddy_job_tick(eddy_job *job, char *errstr, size_t errstr_size);
+
+/** @brief Partition @p partition was revoked: the job forgets its tasks' in-memory state. */
+void eddy_job_forget_partition(eddy_job *job, int32_t partition);
+
 #endif

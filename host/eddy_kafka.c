@@ -329,6 +329,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             eddy_log_info("task %s[%d] revoked", parts->elems[i].topic, parts->elems[i].partition);
             if (r->conf->state) {
                 eddy_state_drop_partition(r->conf->state, parts->elems[i].partition);
+                eddy_job_forget_partition(r->job, parts->elems[i].partition);
             }
         }
         if (r->tasks) {
@@ -562,7 +563,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
                   eddy_job_source(job, 0), nsrc > 1 ? ", ..." : "", c->app_id, c->brokers);
 
     eddy_batch *b = eddy_job_batch(job);
-    int64_t last_commit = mono_ms();
+    int64_t last_commit = mono_ms(), last_tick = last_commit;
     rd_kafka_topic_t *last_rkt = NULL;
     int last_src = -1;
     while (!*c->stop) {
@@ -629,6 +630,13 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
         }
         rd_kafka_poll(r.producer, 0);     /* delivery reports */
         int64_t now = mono_ms();
+        if (now - last_tick >= 100) {      /* wall-clock schedules, idle_advance */
+            last_tick = now;
+            if ((rc = eddy_runner_tick(r.runner))) {
+                snprintf(errstr, errstr_size, "cannot write outputs: %s", eddy_strerror(rc));
+                goto out_noncommit;
+            }
+        }
         if (now - last_commit >= c->commit_interval_ms) {
             if ((rc = commit(&r))) {
                 goto out_noncommit;

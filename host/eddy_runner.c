@@ -163,6 +163,24 @@ int eddy_runner_bad_input(eddy_runner *r, const char *topic, int32_t partition, 
     return rc;
 }
 
+static int write_outputs(eddy_runner *r, eddy_batch *b)
+{
+    for (int32_t i = 0; i < b->nouts; i++) {
+        const eddy_out *o = &b->outs[i];
+        const eddy_rec *src = o->src >= 0 ? &b->recs[o->src] : NULL;
+        int rc = eddy_sink_write(r->sink, eddy_job_sink(r->job, o->sink), -1,
+                                 src ? src->partition : 0, o->ts,
+                                 o->klen < 0 ? NULL : b->arena.data + o->koff, o->klen,
+                                 o->vlen < 0 ? NULL : b->arena.data + o->voff, o->vlen,
+                                 src ? b->hdrs + src->hdr : NULL, src ? src->nhdr : 0);
+        if (rc) {
+            return rc;
+        }
+    }
+    eddy_stats.records_out += (uint64_t)b->nouts;
+    return 0;
+}
+
 int eddy_runner_process(eddy_runner *r)
 {
     eddy_batch *b = eddy_job_batch(r->job);
@@ -182,19 +200,35 @@ int eddy_runner_process(eddy_runner *r)
         r->sink_err = 0;
         return rc;
     }
-    for (int32_t i = 0; i < b->nouts; i++) {
-        const eddy_out *o = &b->outs[i];
-        const eddy_rec *src = &b->recs[o->src];
-        rc = eddy_sink_write(r->sink, eddy_job_sink(r->job, o->sink), -1, src->partition, o->ts,
-                             o->klen < 0 ? NULL : b->arena.data + o->koff, o->klen,
-                             o->vlen < 0 ? NULL : b->arena.data + o->voff, o->vlen,
-                             b->hdrs + src->hdr, src->nhdr);
-        if (rc) {
-            return rc;
-        }
+    if ((rc = write_outputs(r, b))) {
+        return rc;
     }
-    eddy_stats.records_out += (uint64_t)b->nouts;
     return failed;     /* under "fail", the outputs of the records before the failed one are out */
+}
+
+int eddy_runner_tick(eddy_runner *r)
+{
+    eddy_batch *b = eddy_job_batch(r->job);
+    eddy_batch_reset(b);
+    b->state = r->state;
+    b->cur = -1;                       /* outputs of a tick belong to no input record */
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    b->wall_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    b->late = b->nil_keys = 0;
+    char err[2048];
+    if (eddy_job_tick(r->job, err, sizeof err) != 0) {
+        eddy_stats.errors++;
+        eddy_log_error("job %s: a scheduled handler failed: %s", eddy_job_name(r->job), err);
+        if (r->state) {
+            eddy_state_undo_record(r->state);
+        }
+        eddy_batch_drop_outputs_of(b, -1);
+    }
+    eddy_stats.late_records += (uint64_t)b->late;
+    int rc = write_outputs(r, b);
+    eddy_batch_reset(b);
+    return rc;
 }
 
 int eddy_runner_flush(eddy_runner *r)

@@ -31,6 +31,12 @@ void eddy_runner_set_state(eddy_runner *r, struct eddy_state *st);
  */
 int eddy_runner_commit(eddy_runner *r, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Run the job's wall-clock work between batches (eddy_job_tick) and
+ *        write what it emits. A failing handler is logged and counted.
+ */
+int eddy_runner_tick(eddy_runner *r);
+
 /** @brief Swap the job (after a reload); the batch in hand must be done. */
 void eddy_runner_set_job(eddy_runner *r, eddy_job *job);
 

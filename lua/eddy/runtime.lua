@@ -352,6 +352,18 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
 
     topo.run = run
     topo.S = S
+    if S then
+        topo.tick = function(now)
+            if #S.tickers == 0 then return end
+            for _, f in ipairs(S.tickers) do f(now) end
+            S.end_batch()
+        end
+        topo.forget = function(partition)
+            for task in pairs(S.tasks_seen) do
+                if task % 65536 == partition then S.forget_task(task) end
+            end
+        end
+    end
     return { sources = sources, sinks = sinks }
 end
 

@@ -255,13 +255,23 @@ function _M.new(B)
     local dirty = {}
     function S.advance(task, ts)
         local t = stream_time[task]
-        if t == nil then t = S.get_stream_time(task) end
+        if t == nil then
+            t = S.get_stream_time(task)
+            S.tasks_seen[task] = true
+        end
         if ts > t then
             stream_time[task] = ts
             dirty[task] = true
             return ts
         end
         return t
+    end
+    --- Move a task's stream time forward by the wall clock (idle_advance).
+    function S.set_stream_time(task, t)
+        if t > S.get_stream_time(task) then
+            stream_time[task] = t
+            dirty[task] = true
+        end
     end
     --- At the end of a batch: persist stream times that moved, sweep TTLs.
     function S.end_batch()
@@ -271,9 +281,28 @@ function _M.new(B)
             _M.open_store("__meta"):put("stream_time", stream_time[task])
             dirty[task] = nil
         end
+        for _, st in pairs(stores) do
+            if st.ttl_index then
+                for task in pairs(S.tasks_seen) do
+                    S.task = task
+                    st:sweep()
+                end
+            end
+        end
         S.task = saved
     end
-    function S.forget_task(task) stream_time[task] = nil; dirty[task] = nil end
+    --- Tasks this process has seen (task id -> true), for wall-clock work per task.
+    S.tasks_seen = {}
+    --- fn(now_ms) run between batches by the host (ctx:every, idle_advance).
+    S.tickers = {}
+    --- fn(task) when a task's partition is revoked: drop in-memory caches.
+    S.forgetters = {}
+    function S.forget_task(task)
+        stream_time[task] = nil
+        dirty[task] = nil
+        S.tasks_seen[task] = nil
+        for _, f in ipairs(S.forgetters) do f(task) end
+    end
     return S
 end
 
