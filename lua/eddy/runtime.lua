@@ -256,7 +256,7 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
         local kenc, agg, fn, init = node.key_serde.encode, node.agg, node.fn, node.init
         return function(k, v, rec, ts)
             if k == nil then B.nil_keys = B.nil_keys + 1; return end
-            if v == nil and agg ~= "count" then return end     -- Kafka Streams ignores null values
+            if v == nil then return end     -- Kafka Streams ignores null values (count too)
             local kb = kenc(k)
             local old = store:get(kb)
             local new
