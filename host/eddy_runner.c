@@ -140,6 +140,11 @@ static int apply_policy(eddy_runner *r, const char *topic, int32_t partition, in
 static int on_record_error(void *opaque, const eddy_rec *rec, const char *stage, const char *msg)
 {
     eddy_runner *r = opaque;
+    if (r->state && eddy_state_failed(r->state)) {
+        /* not the record's fault: stop, commit nothing, say what to change */
+        snprintf(r->error, sizeof r->error, "%s", eddy_state_failed(r->state));
+        return EDDY_ESCRIPT;
+    }
     if (r->state) {
         eddy_state_undo_record(r->state);    /* the record's store writes never happened */
     }
@@ -192,6 +197,9 @@ int eddy_runner_process(eddy_runner *r)
     b->wall_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
     b->late = b->nil_keys = 0;
     int failed = eddy_job_run_batch(r->job, on_record_error, r);
+    if (failed && r->state && eddy_state_failed(r->state)) {
+        return failed;     /* no outputs: the state behind them will not be committed */
+    }
     eddy_stats.late_records += (uint64_t)b->late;
     eddy_stats.nil_keys += (uint64_t)b->nil_keys;
     int rc;

@@ -59,6 +59,7 @@ struct eddy_state {
     int      nundo, undocap;
     eddy_buf undobuf;
     char     err[1536];
+    char     fatal[1536];       /* set once: the state cannot go on */
 };
 
 static int mkdirs(const char *path)
@@ -143,16 +144,26 @@ int eddy_state_ntasks(const eddy_state *st)
 
 static int set_err(eddy_state *st, int rc, const task *t, int db, const char *what)
 {
+    int fatal = rc == MDB_MAP_FULL || rc == MDB_TXN_FULL || rc == MDB_BAD_TXN || rc == ENOSPC ||
+                rc == EIO || rc == MDB_PANIC;
     const char *store = (db >= 0 && db < st->nnames) ? st->names[db] : "?";
     if (rc == MDB_MAP_FULL) {
         snprintf(st->err, sizeof st->err, "store %s (task %d_%d): the LMDB map is full at %zu "
-                 "MiB; raise state_map_size in eddy.job{} (or free disk space)", store,
+                 "MiB; raise state_map_size (MiB) in eddy.job{} (or free disk space)", store,
                  t ? t->id >> 16 : 0, t ? t->id & 0xffff : 0, st->map_size >> 20);
     } else {
         snprintf(st->err, sizeof st->err, "store %s (task %d_%d): %s: %s", store,
                  t ? t->id >> 16 : 0, t ? t->id & 0xffff : 0, what, mdb_strerror(rc));
     }
+    if (fatal && !st->fatal[0]) {
+        snprintf(st->fatal, sizeof st->fatal, "%s", st->err);
+    }
     return -1;
+}
+
+const char *eddy_state_failed(const eddy_state *st)
+{
+    return st->fatal[0] ? st->fatal : NULL;
 }
 
 static task *task_get(eddy_state *st, int32_t id)
@@ -226,6 +237,10 @@ static void maybe_grow(eddy_state *st, task *t)
 int eddy_state_commit(eddy_state *st, char *errstr, size_t errstr_size)
 {
     int ret = 0;
+    if (st->fatal[0]) {
+        snprintf(errstr, errstr_size, "%s", st->fatal);
+        return EDDY_EPARSE;      /* nothing is committed after a failed write */
+    }
     for (int i = 0; i < MAX_ITERS; i++) {
         if (st->iters[i].used) {
             mdb_cursor_close(st->iters[i].cur);

@@ -38,6 +38,13 @@ void eddy_state_drop_partition(eddy_state *st, int32_t partition);
 /** @brief Undo the store writes made for the batch's record in hand (it failed). */
 void eddy_state_undo_record(eddy_state *st);
 
+/**
+ * @brief A failure that no record is to blame for (the LMDB map or the disk is
+ *        full, a transaction broke): the job must stop without committing.
+ * @returns the message, or NULL when all is well.
+ */
+const char *eddy_state_failed(const eddy_state *st);
+
 /** @brief How many tasks have an open environment. */
 int  eddy_state_ntasks(const eddy_state *st);
 
