@@ -1,0 +1,144 @@
+/*
+ * t_state.c — eddy_state: LMDB environments per task, commit, reopen, undo,
+ * iteration, range deletes, a full map. A scratch directory, as LMDB's mtest.c.
+ */
+#include "eddy_state.h"
+#include "testhelp.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int rmrf(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd);
+}
+
+static int get_is(eddy_batch *b, int32_t task, int32_t db, const char *k, const char *want)
+{
+    size_t vlen;
+    const char *v = eddy_kv_get(b, task, db, k, strlen(k), &vlen);
+    if (!want) {
+        return v == NULL;
+    }
+    return v && vlen == strlen(want) && memcmp(v, want, vlen) == 0;
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/eddy-t-state.XXXXXX";
+    char err[2048];
+    if (!mkdtemp(dir)) {
+        return 1;
+    }
+    eddy_state *st;
+    eddy_batch *b;
+    eddy_batch_new(&b);
+    test_cond("open", eddy_state_open(&st, dir, 0, err, sizeof err) == 0);
+    b->state = st;
+    int32_t db = eddy_kv_open(b, 3, "counts");
+    test_cond("open a store", db >= 0);
+    test_cond("the same name gives the same handle in another task",
+              eddy_kv_open(b, (1 << 16) | 2, "counts") == db);
+    test_cond("put", eddy_kv_put(b, 3, db, "a", 1, "1", 1) == 0);
+    test_cond("put", eddy_kv_put(b, 3, db, "b", 1, "22", 2) == 0);
+    test_cond("get sees its own write", get_is(b, 3, db, "b", "22"));
+    test_cond("tasks are separate", get_is(b, (1 << 16) | 2, db, "b", NULL));
+    test_cond("an empty key is refused", eddy_kv_put(b, 3, db, "", 0, "x", 1) == -1);
+    test_cond("the error names the store", strstr(eddy_kv_error(b), "counts") != NULL);
+    test_cond("a bad handle is refused", eddy_kv_put(b, 3, 99, "a", 1, "x", 1) == -1);
+    test_cond("count", eddy_kv_count(b, 3, db) == 2);
+    test_cond("commit", eddy_state_commit(st, err, sizeof err) == 0);
+    test_cond("a task directory per task", eddy_state_ntasks(st) == 2);
+    eddy_state_close(st);
+
+    /* reopen: the committed state is there; an uncommitted write is not */
+    test_cond("reopen", eddy_state_open(&st, dir, 0, err, sizeof err) == 0);
+    b->state = st;
+    db = eddy_kv_open(b, 3, "counts");
+    test_cond("committed value survives a restart", get_is(b, 3, db, "a", "1"));
+    eddy_kv_put(b, 3, db, "c", 1, "3", 1);
+    eddy_state_close(st);
+    eddy_state_open(&st, dir, 0, err, sizeof err);
+    b->state = st;
+    db = eddy_kv_open(b, 3, "counts");
+    test_cond("an uncommitted write is gone after a restart", get_is(b, 3, db, "c", NULL));
+
+    /* undo: the writes of the record in hand */
+    b->cur = 7;
+    eddy_kv_put(b, 3, db, "a", 1, "100", 3);
+    eddy_kv_put(b, 3, db, "new", 3, "x", 1);
+    eddy_kv_del(b, 3, db, "b", 1);
+    test_cond("writes visible before undo", get_is(b, 3, db, "a", "100"));
+    eddy_state_undo_record(st);
+    test_cond("undo restores an overwritten value", get_is(b, 3, db, "a", "1"));
+    test_cond("undo removes a new key", get_is(b, 3, db, "new", NULL));
+    test_cond("undo restores a deleted key", get_is(b, 3, db, "b", "22"));
+    b->cur = 8;
+    eddy_kv_put(b, 3, db, "a", 1, "2", 1);
+    b->cur = 9;
+    eddy_kv_put(b, 3, db, "z", 1, "9", 1);
+    eddy_state_undo_record(st);
+    test_cond("undo touches only the last record's writes", get_is(b, 3, db, "a", "2") &&
+              get_is(b, 3, db, "z", NULL));
+    test_cond("delete of an absent key", eddy_kv_del(b, 3, db, "nope", 4) == 0);
+
+    /* iteration and range deletes */
+    for (char c = 'd'; c <= 'k'; c++) {
+        char k[2] = {c, 0};
+        eddy_kv_put(b, 3, db, k, 1, k, 1);
+    }
+    const char *k, *v;
+    size_t kl, vl;
+    int32_t it = eddy_kv_iter(b, 3, db, "e", 1, "h", 1);
+    char seen[16] = "";
+    while (eddy_kv_next(b, it, &k, &kl, &v, &vl)) {
+        strncat(seen, k, kl);
+    }
+    test_cond("iterate [e, h)", strcmp(seen, "efg") == 0);
+    it = eddy_kv_iter(b, 3, db, NULL, 0, NULL, 0);
+    int n = 0;
+    while (eddy_kv_next(b, it, &k, &kl, &v, &vl)) {
+        n++;
+    }
+    test_cond("iterate all", n == 10);
+    test_cond("next after the end", eddy_kv_next(b, it, &k, &kl, &v, &vl) == 0);
+    test_cond("delete [d, j)", eddy_kv_del_range(b, 3, db, "d", 1, "j", 1) == 6);
+    test_cond("what is left", eddy_kv_count(b, 3, db) == 4 && get_is(b, 3, db, "j", "j") &&
+              get_is(b, 3, db, "a", "2"));
+    test_cond("delete to the end", eddy_kv_del_range(b, 3, db, "j", 1, NULL, 0) == 2);
+    test_cond("commit", eddy_state_commit(st, err, sizeof err) == 0);
+
+    /* dropping a partition closes its tasks; handles stay valid when reopened */
+    eddy_state_drop_partition(st, 3);
+    test_cond("drop closes the task", eddy_state_ntasks(st) == 0);
+    test_cond("reopened on use", get_is(b, 3, db, "a", "2"));
+    eddy_state_close(st);
+
+    /* a full map: a clear message, nothing committed */
+    rmrf(dir);
+    eddy_state_open(&st, dir, 1 << 16, err, sizeof err);   /* 64 KiB */
+    b->state = st;
+    db = eddy_kv_open(b, 0, "blobs");
+    char big[4000];
+    memset(big, 'x', sizeof big);
+    int rc = 0;
+    for (int i = 0; i < 100 && rc == 0; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        rc = eddy_kv_put(b, 0, db, key, strlen(key), big, sizeof big);
+    }
+    test_cond("a full map fails the put", rc == -1);
+    test_cond("the state is marked failed", eddy_state_failed(st) != NULL);
+    test_cond("the message names the store and the setting",
+              strstr(eddy_state_failed(st), "blobs") && strstr(eddy_state_failed(st), "state_map_size"));
+    test_cond("commit refuses after a failure", eddy_state_commit(st, err, sizeof err) != 0);
+    eddy_state_close(st);
+    test_cond("state_open fails on an unwritable place",
+              eddy_state_open(&st, "/proc/nope/state", 0, err, sizeof err) != 0);
+
+    eddy_batch_destroy(b);
+    rmrf(dir);
+    test_report();
+}
