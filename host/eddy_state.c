@@ -320,6 +320,11 @@ static void undo_note(eddy_state *st, const eddy_batch *b, task *t, int32_t db,
 
 void eddy_state_undo_record(eddy_state *st)
 {
+    if (!st->undo_batch || st->undo_batch->cur != st->undo_batch_cur) {
+        st->nundo = 0;           /* the log is an earlier record's: this one wrote nothing */
+        st->undobuf.len = 0;
+        return;
+    }
     for (int i = st->nundo - 1; i >= 0; i--) {
         undo *u = &st->undos[i];
         task *t = task_get(st, u->task);

@@ -91,6 +91,14 @@ function stream_methods:branch(...)
     return unpack(outs, 1, n)
 end
 
+--- Low-level processor (eddy.processor): stores, timers, schedules, forward.
+function stream_methods:process(def)
+    local fields = require("eddy.processor").check(def, 2)
+    local node = new_node(self.job, "process", { self.node }, fields)
+    if fields.stateful then self.job.stateful = true end
+    return new_stream(self.job, node)
+end
+
 function stream_methods:merge(other)
     if getmetatable(other) ~= Stream then error("merge: expected a stream", 2) end
     if other.job ~= self.job then error("merge: the streams belong to different jobs", 2) end

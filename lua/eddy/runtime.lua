@@ -251,7 +251,7 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
     function builders.aggregate(node, nxt)
         local store = S:store(node.store)
         if node.window then
-            return window.build(node, { S = S, B = B, store = store, nxt = nxt })
+            return window.build(node, { S = S, B = B, store = store, nxt = nxt, job = job })
         end
         local kenc, agg, fn, init = node.key_serde.encode, node.agg, node.fn, node.init
         return function(k, v, rec, ts)
@@ -274,6 +274,10 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
     end
 
     function builders.to_stream(_, nxt) return nxt end
+
+    function builders.process(node, nxt)
+        return require("eddy.processor").build(node, nxt, S, B, job)
+    end
 
     local compiled = {}
     local function compile(node)
@@ -346,6 +350,7 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
                 S.advance(task, rec.ts)
             end
             src.push(k, v, rec, rec.ts)
+            if S and S.after_record then S.after_record() end    -- timers made due (eddy.processor)
         end
         if S then S.end_batch() end
     end

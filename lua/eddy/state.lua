@@ -40,7 +40,7 @@ local function be8(n)
 end
 local function unbe8(s, i)
     local a, b, c, d, e, f, g, h = byte(s, i, i + 7)
-    return ((a * 256 + b) * 256 + c) * 256 * 16777216 + d * 16777216 + ((e * 256 + f) * 256 + g) * 256 + h
+    return (((a * 256 + b) * 256 + c) * 256 + d) * 4294967296 + ((e * 256 + f) * 256 + g) * 256 + h
 end
 _M.be8, _M.unbe8 = be8, unbe8
 
@@ -281,11 +281,15 @@ function _M.new(B)
             _M.open_store("__meta"):put("stream_time", stream_time[task])
             dirty[task] = nil
         end
-        for _, st in pairs(stores) do
-            if st.ttl_index then
-                for task in pairs(S.tasks_seen) do
-                    S.task = task
-                    st:sweep()
+        -- TTL sweeps: every user store (its expiry index may come from an earlier run)
+        do
+            for name, st in pairs(stores) do
+                if name ~= "__meta" and not name:find("#", 1, true) then
+                    st.ttl_index = st.ttl_index or _M.open_store(name .. "#ttl")
+                    for task in pairs(S.tasks_seen) do
+                        S.task = task
+                        if st.ttl_index:count() > 0 then st:sweep() end
+                    end
                 end
             end
         end
