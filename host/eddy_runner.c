@@ -196,6 +196,9 @@ int eddy_runner_process(eddy_runner *r)
     gettimeofday(&tv, NULL);
     b->wall_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
     b->late = b->nil_keys = 0;
+    if (r->state) {
+        eddy_state_begin_batch(r->state);
+    }
     int failed = eddy_job_run_batch(r->job, on_record_error, r);
     if (failed && r->state && eddy_state_failed(r->state)) {
         return failed;     /* no outputs: the state behind them will not be committed */
@@ -224,6 +227,9 @@ int eddy_runner_tick(eddy_runner *r)
     gettimeofday(&tv, NULL);
     b->wall_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
     b->late = b->nil_keys = 0;
+    if (r->state) {
+        eddy_state_begin_batch(r->state);
+    }
     char err[2048];
     if (eddy_job_tick(r->job, err, sizeof err) != 0) {
         eddy_stats.errors++;

@@ -318,6 +318,14 @@ static void undo_note(eddy_state *st, const eddy_batch *b, task *t, int32_t db,
     }
 }
 
+void eddy_state_begin_batch(eddy_state *st)
+{
+    st->nundo = 0;
+    st->undobuf.len = 0;
+    st->undo_batch = NULL;
+    st->undo_batch_cur = INT32_MIN;
+}
+
 void eddy_state_undo_record(eddy_state *st)
 {
     if (!st->undo_batch || st->undo_batch->cur != st->undo_batch_cur) {

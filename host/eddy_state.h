@@ -35,6 +35,9 @@ int  eddy_state_commit(eddy_state *st, char *errstr, size_t errstr_size);
 /** @brief Close the tasks of @p partition (all sub-topologies): it was revoked. Commit first. */
 void eddy_state_drop_partition(eddy_state *st, int32_t partition);
 
+/** @brief A batch starts: the undo log of the previous one is forgotten. */
+void eddy_state_begin_batch(eddy_state *st);
+
 /** @brief Undo the store writes made for the batch's record in hand (it failed). */
 void eddy_state_undo_record(eddy_state *st);
 

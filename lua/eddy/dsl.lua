@@ -171,6 +171,9 @@ local function aggregate(g, kind, fn, init, opts, level)
     if store ~= nil and (type(store) ~= "string" or not store:match("^[%w%._%-]+$")) then
         error(kind .. ": store must be a name ([A-Za-z0-9._-])", level)
     end
+    if store ~= nil and store:sub(1, 2) == "__" then
+        error(kind .. ": store names starting with \"__\" are eddy's own", level)
+    end
     store = store or (kind .. "-" .. (#job.nodes + 1))
     for _, n in ipairs(job.nodes) do
         if n.store == store then

@@ -236,6 +236,7 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
             end
         end
         local n = partitions
+        local copier = buffer.new()
         return function(k, v, rec, ts)
             if k == nil then B.nil_keys = B.nil_keys + 1; return end
             local kb = kenc(k)
@@ -243,7 +244,16 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
             local task = sub + C.eddy_murmur2_partition(kb, #kb, n)
             S.task = task
             S.advance(task, ts)
-            nxt(k, v, rec, ts)
+            -- what the next sub-topology sees is what it would read back from the
+            -- topic: the key through its serde, the value through string.buffer
+            -- (tables only: other values are immutable; a buffer object of its own, as
+            -- bdec(benc(v)) in one expression was miscompiled by this LuaJIT's JIT)
+            if type(v) == "table" then
+                copier:reset()
+                copier:encode(v)
+                v = copier:decode()
+            end
+            nxt(kdec(kb), v, rec, ts)
             S.task = saved
         end
     end
@@ -258,7 +268,9 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
             if k == nil then B.nil_keys = B.nil_keys + 1; return end
             if v == nil then return end     -- Kafka Streams ignores null values (count too)
             local kb = kenc(k)
-            local old = store:get(kb)
+            local cur = store:get(kb)          -- { aggregate, timestamp } or nil
+            local old, old_ts = nil, ts
+            if cur ~= nil then old, old_ts = cur[1], cur[2] end
             local new
             if agg == "count" then
                 new = (old or 0) + 1
@@ -268,7 +280,9 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
                 if old == nil then old = init() end
                 new = fn(old, v, k, rec)
             end
-            if new == nil then store:delete(kb) else store:put(kb, new) end
+            -- the result's timestamp is the largest of its inputs' (Kafka Streams 3.x)
+            if old_ts > ts then ts = old_ts end
+            if new == nil then store:delete(kb) else store:put(kb, { new, ts }) end
             return nxt(k, new, rec, ts)
         end
     end

@@ -66,13 +66,12 @@ function _M.new(B)
     Store.__index = Store
     Store.__tostring = function(s) return "eddy.store(" .. s.name .. ")" end
 
+    -- Keys are stored with a one-byte tag ("=") so that "" is a key like any
+    -- other (LMDB has no empty keys); range/prefix bounds carry it too.
     local function keystr(k, name)
         local t = type(k)
-        if t == "string" then
-            if #k == 0 then error("store " .. name .. ": empty keys are not allowed", 3) end
-            return k
-        end
-        if t == "number" or t == "boolean" then return tostring(k) end
+        if t == "string" then return "=" .. k end
+        if t == "number" or t == "boolean" then return "=" .. tostring(k) end
         error("store " .. name .. ": keys are strings or numbers, got a " .. t, 3)
     end
 
@@ -155,15 +154,15 @@ function _M.new(B)
                     return nil
                 end
                 local v, expired = decode_value(ffi_string(vp[0], vl[0]), now)
-                if not expired then return ffi_string(kp[0], kl[0]), v end
+                if not expired then return ffi_string(kp[0] + 1, kl[0] - 1), v end
             end
         end
     end
 
     --- Keys from `from` to `to`, both included, in key order.
     function Store:range(from, to)
-        from = from ~= nil and keystr(from, self.name) or nil
-        to = to ~= nil and (keystr(to, self.name) .. "\0") or nil
+        from = from ~= nil and keystr(from, self.name) or "="
+        to = to ~= nil and (keystr(to, self.name) .. "\0") or ">"
         return iterate(self, from, to)
     end
 
