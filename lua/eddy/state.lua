@@ -28,6 +28,10 @@ int32_t     eddy_murmur2_partition(const void *key, size_t len, int32_t n);
 ]]
 
 local vlen = ffi.new("size_t[1]")
+-- Values are built in a buffer object of our own: `"v" .. buffer.encode(v)` mixes
+-- string.buffer's temporary buffer with a JIT-compiled concatenation, and this
+-- LuaJIT (2.1.0-beta3, 2022) was seen to corrupt results that way.
+local encbuf = buffer.new()
 local kp, kl, vp, vl = ffi.new("const char *[1]"), ffi.new("size_t[1]"), ffi.new("const char *[1]"), ffi.new("size_t[1]")
 
 -- Value encoding: a tag byte, then string.buffer's encoding. "v": plain;
@@ -111,7 +115,8 @@ function _M.new(B)
         if ttl then
             local ms = duration.parse(ttl, "ttl")
             local expiry = tonumber(B.wall_ms) + ms
-            s = "t" .. be8(expiry) .. benc(v)
+            encbuf:reset():put("t", be8(expiry)):encode(v)
+            s = encbuf:tostring()
             local idx = self.ttl_index
             if not idx then
                 idx = _M.open_store(self.name .. "#ttl")
@@ -121,7 +126,8 @@ function _M.new(B)
             local ik = be8(expiry) .. key
             if C.eddy_kv_put(B, it, idb, ik, #ik, "", 0) ~= 0 then kv_error("store " .. self.name) end
         else
-            s = "v" .. benc(v)
+            encbuf:reset():put("v"):encode(v)
+            s = encbuf:tostring()
         end
         if C.eddy_kv_put(B, task, db, key, #key, s, #s) ~= 0 then kv_error("store " .. self.name) end
     end
