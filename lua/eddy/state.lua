@@ -231,6 +231,37 @@ function _M.new(B)
         return n
     end
 
+    -- Work that belongs to no input record (a final window result, a timer):
+    -- run it under a batch index of its own, so that when it fails its store
+    -- writes are undone and its outputs dropped alone; the failure is logged and
+    -- counted in eddy_errors_total, never lost silently.
+    for _, decl in ipairs {
+        "void eddy_log(int level, const char *fmt, ...);",
+        "void eddy_state_undo_record(void *st);",
+        "void eddy_batch_drop_outputs_of(eddy_batch_view *b, int32_t src);",
+        [[typedef struct eddy_metrics { uint64_t records_in, records_out, errors, dead_lettered,
+            batches, late_records, nil_keys; } eddy_metrics;]],
+        "extern eddy_metrics eddy_stats;",
+    } do
+        pcall(ffi.cdef, decl)
+    end
+    local seq = -1
+    function S.isolated(what, fn, ...)
+        local saved = B.cur
+        seq = seq - 1
+        if seq < -1000000000 then seq = -2 end
+        B.cur = seq
+        local ok, err = pcall(fn, ...)
+        if not ok then
+            C.eddy_state_undo_record(B.state)
+            C.eddy_batch_drop_outputs_of(B, seq)
+            C.eddy_stats.errors = C.eddy_stats.errors + 1
+            C.eddy_log(0, "%s", what .. " failed (dropped, counted in eddy_errors_total): " .. tostring(err))
+        end
+        B.cur = saved
+        return ok
+    end
+
     function _M.open_store(name, opts)
         local s = stores[name]
         if not s then
