@@ -11,6 +11,15 @@ output topic):
   c  eddy JSON filter job (bench/json_job.lua)
   d  the same job in Python on confluent_kafka (bench/json_job.py)
   e  job c in file mode, no Kafka: the engine alone
+  f  eddy tumbling-window count (bench/window_count.lua), 1 min windows,
+     every update forwarded, at_least_once, over a second topic of N records
+     with 100k keys (bench-in-100k, event times 1 ms apart: ~17 windows);
+     compared with a. Skipped, with a note, when the binary has no windows.
+  g  eddy count per key in file mode (bench/count_keys.lua) over 1M distinct
+     keys (BENCH_G_KEYS): records/s, then the restart: the same job on one
+     more record against the same --state-dir, timed as a whole process
+     (reopen the LMDB state, count, exit); the state's size on disk (du) and
+     the peak RSS of both runs (/usr/bin/time %M).
 
 A Kafka scenario is watched from the outside: the sum of its output topic's
 high watermarks is polled every few ms (one ListOffsets request). The clock
@@ -37,7 +46,7 @@ steadier than records/s and tells where eddy spends its time.
 
 Environment: BENCH_RECORDS (1000000), BENCH_PARTITIONS (64), BENCH_TIMEOUT
 (seconds per scenario, 120), BENCH_ONLY (scenarios to run, e.g. "ab";
-default "abcde"), BENCH_ROUNDS (5), BENCH_PERF=1 to also record `perf`
+default "abcdefg"), BENCH_ROUNDS (5), BENCH_G_KEYS (1000000), BENCH_PERF=1 to also record `perf`
 profiles (BENCH_PERF_FREQ Hz, 999) of the eddy scenarios' windows into
 build/bench/perf-*.{data,txt}; the figures are perturbed then.
 """
@@ -62,16 +71,20 @@ N = int(os.environ.get("BENCH_RECORDS", "1000000"))
 PARTS = int(os.environ.get("BENCH_PARTITIONS", "64"))
 TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "120"))
 PERF = os.environ.get("BENCH_PERF", "") not in ("", "0")
-ONLY = os.environ.get("BENCH_ONLY", "abcde")
+ONLY = os.environ.get("BENCH_ONLY", "abcdefg")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 PERF_FREQ = os.environ.get("BENCH_PERF_FREQ", "999")
 NKEYS = 5000
+F_KEYS = 100_000
+G_KEYS = int(os.environ.get("BENCH_G_KEYS", "1000000"))
+F_T0 = 1_700_000_000_000        # event time of f's first record (ms); 1 ms apart
 POLL_S = 0.005
 
 IN_TOPIC = "bench-in"
+F_TOPIC = "bench-in-100k"
 GROUP_X = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000"]
 
-TARGETS = {"b/a": 0.8, "c/d": 3.0, "e": 1_000_000}
+TARGETS = {"b/a": 0.8, "c/d": 3.0, "e": 1_000_000, "f/a": 0.5, "g_restart": 1.0}
 
 
 class BrokerGone(Exception):
@@ -105,7 +118,35 @@ def generate(path):
     return recs, kept
 
 
-def load(brokers, recs):
+def generate_f():
+    """Scenario f's input: N records over F_KEYS keys, values as in generate(),
+    event times 1 ms apart (in produce order, so no record is late)."""
+    rnd = random.Random(20240602)
+    pad = "the quick brown fox jumps over the lazy dog " * 3
+    recs = []
+    for i in range(N):
+        key = "key-%06d" % rnd.randrange(F_KEYS)
+        head = '{"id":%d,"n":%d,"name":"' % (i, rnd.randrange(1_000_000))
+        value = head + pad[: max(8, 98 - len(head))] + '"}'
+        recs.append((key.encode(), value.encode(), F_T0 + i))
+    return recs
+
+
+def generate_g(path, one_path):
+    """Scenario g's inputs: G_KEYS distinct keys in random order, one record
+    each; and one more record for an existing key (its count becomes 2)."""
+    rnd = random.Random(20240603)
+    keys = list(range(G_KEYS))
+    rnd.shuffle(keys)
+    with open(path, "w") as f:
+        for i, k in enumerate(keys):
+            f.write('{"key":"k-%07d","payload":"{\\"n\\":%d}","ts":%d}\n' % (k, i, F_T0 + i))
+    with open(one_path, "w") as f:
+        f.write('{"key":"k-%07d","payload":"{\\"n\\":-1}","ts":%d}\n' % (keys[0], F_T0 + G_KEYS))
+    return "k-%07d" % keys[0]
+
+
+def load(brokers, recs, topic=IN_TOPIC):
     p = Producer({
         "bootstrap.servers": brokers, "linger.ms": 20, "batch.num.messages": 10000,
         "queue.buffering.max.messages": 2000000, "queue.buffering.max.kbytes": 1048576,
@@ -120,10 +161,15 @@ def load(brokers, recs):
         if err is not None:
             errors[0] += 1
     produce, poll = p.produce, p.poll
-    for i, (k, v) in enumerate(recs):
+    for i, rec in enumerate(recs):
+        k, v = rec[0], rec[1]
+        ts = rec[2] if len(rec) > 2 else 0
         while True:
             try:
-                produce(IN_TOPIC, v, k, on_delivery=dr)
+                if ts:
+                    produce(topic, v, k, on_delivery=dr, timestamp=ts)
+                else:
+                    produce(topic, v, k, on_delivery=dr)
                 break
             except BufferError:
                 poll(0.01)
@@ -132,7 +178,7 @@ def load(brokers, recs):
     left = p.flush(60)
     if left or errors[0]:
         raise SystemExit("bench: loading %s failed: %d undelivered, %d errors"
-                         % (IN_TOPIC, left, errors[0]))
+                         % (topic, left, errors[0]))
 
 
 class Watermarks:
@@ -307,6 +353,77 @@ def run_file(name, script, inpath):
     return res
 
 
+def run_g(rnd, inpath, one_path, one_key):
+    """Scenario g: count per key over G_KEYS distinct keys in file mode into a
+    fresh state dir, then the restart on one record; peak RSS from /usr/bin/time."""
+    name = "eddy-count-keys-%d" % rnd
+    state = os.path.join(BUILD, "state-g")
+    shutil.rmtree(state, ignore_errors=True)
+    errpath = os.path.join(BUILD, "%s.stderr" % name)
+
+    def once(path, out):
+        # Peak RSS through /usr/bin/time: wait4's ru_maxrss of a child forked
+        # from this (large) Python process counts the pre-exec copy too.
+        rss_path = os.path.join(BUILD, "g-rss.txt")
+        cmd = ["/usr/bin/time", "-f", "%M", "-o", rss_path,
+               EDDY, "run", "bench/count_keys.lua", "--input", path, "--output", out,
+               "--state-dir", state, "--no-watch"]
+        with open(errpath, "a") as errf:
+            t0 = time.monotonic()
+            rc = subprocess.call(cmd, stdout=subprocess.DEVNULL, stderr=errf, cwd=ROOT)
+            t1 = time.monotonic()
+        try:
+            with open(rss_path) as f:
+                rss = int(f.read().split()[-1]) * 1024
+        except (OSError, ValueError, IndexError):
+            rss = None
+        return rc, t1 - t0, rss
+
+    open(errpath, "w").close()
+    rc, seconds, rss = once(inpath, "/dev/null")
+    with open(errpath) as f:
+        lines = [l.rstrip("\n") for l in f if l.strip()]
+    tail = [l for l in lines if "record(s) in" in l] or lines[-1:]
+    res = {"name": name, "status": "ok" if rc == 0 else "exit status %d" % rc,
+           "log": tail[-1] if tail else "", "stderr": errpath}
+    if rc != 0:
+        return res
+    res.update(seconds=seconds, wall=seconds, rate=G_KEYS / seconds, rss=rss)
+    du = subprocess.run(["du", "-sk", state], capture_output=True, text=True)
+    res["disk"] = int(du.stdout.split()[0]) * 1024 if du.returncode == 0 else None
+    one_out = os.path.join(BUILD, "g-restart.jsonl")
+    rc2, seconds2, rss2 = once(one_path, one_out)
+    with open(one_out) as f:
+        outs = [json.loads(l) for l in f if l.strip()]
+    shutil.rmtree(state, ignore_errors=True)
+    if rc2 != 0:
+        res["status"] = "restart: exit status %d" % rc2
+        return res
+    if len(outs) != 1 or outs[0].get("key") != one_key or outs[0].get("payload") != "2":
+        res["status"] = "restart: wrong output %r (expected %s -> 2)" % (outs, one_key)
+        return res
+    res.update(restart=seconds2, restart_rss=rss2)
+    return res
+
+
+def windows_available():
+    """Does this eddy build have windowed aggregations? A tiny file-mode run."""
+    d = os.path.join(BUILD, "probe-windows")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    with open(os.path.join(d, "in.jsonl"), "w") as f:
+        f.write('{"key":"a","payload":"1","ts":1000}\n')
+    p = subprocess.run([EDDY, "run", "bench/window_count.lua", "--input",
+                        os.path.join(d, "in.jsonl"), "--output", "/dev/null",
+                        "--state-dir", os.path.join(d, "state"), "--no-watch"],
+                       capture_output=True, text=True, cwd=ROOT)
+    shutil.rmtree(d, ignore_errors=True)
+    if p.returncode == 0:
+        return True, ""
+    why = (p.stderr.strip().splitlines() or ["exit status %d" % p.returncode])[-1]
+    return False, why
+
+
 # ---------------------------------------------------------------- main
 
 SCENARIOS = [   # key, name, label, Kafka?
@@ -315,6 +432,8 @@ SCENARIOS = [   # key, name, label, Kafka?
     ("c", "eddy-json", "eddy JSON filter"),
     ("d", "python-json", "Python JSON filter, confluent_kafka"),
     ("e", "eddy-json-file", "eddy JSON filter, file mode"),
+    ("f", "eddy-window-count", "eddy tumbling-window count, 100k keys"),
+    ("g", "eddy-count-keys", "eddy count, 1M keys, file mode"),
 ]
 
 
@@ -332,8 +451,9 @@ def main():
         if not os.access(tool, os.X_OK):
             raise SystemExit("bench: %s is missing (run `make` and bench/run.sh)" % tool)
     bcmd = [EDDY, "broker", "--topic", "%s:%d" % (IN_TOPIC, PARTS)]
+    bcmd += ["--topic", "%s:%d" % (F_TOPIC, PARTS)]
     for rnd in range(1, ROUNDS + 1):
-        for key in "abcd":
+        for key in "abcdf":
             bcmd += ["--topic", "%s:%d" % (out_topic(key, rnd), PARTS)]
     broker_err = open(os.path.join(BUILD, "broker.stderr"), "w")
     broker = subprocess.Popen(bcmd, stdout=subprocess.PIPE, stderr=broker_err, text=True)
@@ -364,6 +484,12 @@ def command(key, brokers, rnd, out):
     if key == "c":
         return [EDDY, "run", "bench/json_job.lua", "--brokers", brokers, "--app-id",
                 group] + GROUP_X, {"BENCH_OUT": out}
+    if key == "f":
+        state = os.path.join(BUILD, "state-f")
+        shutil.rmtree(state, ignore_errors=True)
+        return [EDDY, "run", "bench/window_count.lua", "--brokers", brokers, "--app-id", group,
+                "--guarantee", "at_least_once", "--state-dir", state, "--no-watch"] + GROUP_X, \
+            {"BENCH_OUT": out}
     return [PY, "bench/json_job.py", brokers, group, IN_TOPIC, out] + GROUP_X, {}
 
 
@@ -383,18 +509,39 @@ def bench(brokers, broker):
     if hi != N or lo != 0:
         raise SystemExit("bench: %s holds offsets %d..%d, expected 0..%d (the broker "
                          "dropped data? use more partitions)" % (IN_TOPIC, lo, hi, N))
+    notes = {}
+    if "f" in ONLY:
+        ok, why = windows_available()
+        if not ok:
+            notes["f"] = "skipped: this build has no windowed aggregations (%s)" % why
+            log("f) %s" % notes["f"])
+        else:
+            t = time.monotonic()
+            load(brokers, generate_f(), F_TOPIC)
+            hi, lo = wm.high(F_TOPIC), wm.low(F_TOPIC)
+            log("loaded %s in %.1f s: %d records over %d keys" %
+                (F_TOPIC, time.monotonic() - t, hi, F_KEYS))
+            if hi != N or lo != 0:
+                raise SystemExit("bench: %s holds offsets %d..%d, expected 0..%d"
+                                 % (F_TOPIC, lo, hi, N))
+    g_inputs = None
+    if "g" in ONLY:
+        t = time.monotonic()
+        gpath, gone = os.path.join(BUILD, "input-g.jsonl"), os.path.join(BUILD, "input-g-one.jsonl")
+        g_inputs = (gpath, gone, generate_g(gpath, gone))
+        log("generated %d distinct keys for g (%.1f s); %s" % (G_KEYS, time.monotonic() - t, gpath))
 
     names = {k: n for k, n, _ in SCENARIOS}
     results = {k: [] for k in names}
     try:
-        run_rounds(brokers, broker.pid, wm, inpath, kept, names, results)
+        run_rounds(brokers, broker.pid, wm, inpath, kept, names, results, notes, g_inputs)
         aborted = None
     except BrokerGone as e:
         aborted = str(e)
         log("aborted: %s" % aborted)
     wm.close()
 
-    summary = summarize(results, kept)
+    summary = summarize(results, kept, notes)
     if aborted:
         summary += "ABORTED: %s; the figures above are partial.\n" % aborted
     sys.stdout.write(summary)
@@ -404,18 +551,20 @@ def bench(brokers, broker):
     return 1 if aborted else 0
 
 
-def run_rounds(brokers, broker_pid, wm, inpath, kept, names, results):
+def run_rounds(brokers, broker_pid, wm, inpath, kept, names, results, notes, g_inputs):
     # rounds interleave the scenarios, so that a slow spell of the machine
     # does not land on one scenario only
     for rnd in range(1, ROUNDS + 1):
-        for key in "abcd":
-            if key not in ONLY:
+        for key in "abcdf":
+            if key not in ONLY or key in notes:
                 continue
             name = "%s-%d" % (names[key], rnd)
             out = out_topic(key, rnd)
             cmd, env = command(key, brokers, rnd, out)
-            expected = N if key in "ab" else kept
+            expected = N if key in "abf" else kept
             r = run_kafka(name, cmd, wm, out, expected, broker_pid, env)
+            if key == "f":
+                shutil.rmtree(os.path.join(BUILD, "state-f"), ignore_errors=True)
             results[key].append(r)
             log("%s) %s: %s, %s records/s; %s" % (key, name, r["status"], fmt_rate(r).strip(),
                                                    r["log"]))
@@ -425,6 +574,12 @@ def run_rounds(brokers, broker_pid, wm, inpath, kept, names, results):
             results["e"].append(r)
             log("e) %s: %s, %s records/s; %s" % (name, r["status"], fmt_rate(r).strip(),
                                                   r["log"]))
+        if "g" in ONLY:
+            r = run_g(rnd, *g_inputs)
+            results["g"].append(r)
+            log("g) %s: %s, %s records/s, restart %s s; %s" % (
+                r["name"], r["status"], fmt_rate(r).strip(),
+                "%.3f" % r["restart"] if "restart" in r else "-", r["log"]))
 
 
 def median_run(runs):
@@ -434,8 +589,9 @@ def median_run(runs):
     return ok[(len(ok) - 1) // 2] if ok else None
 
 
-def summarize(results, kept):
-    expected = {"a": N, "b": N, "c": kept, "d": kept}
+def summarize(results, kept, notes=None):
+    notes = notes or {}
+    expected = {"a": N, "b": N, "c": kept, "d": kept, "f": N}
     out = []
     out.append("eddy bench: %d records of ~100 bytes (%d keys), topic %s:%d on one `eddy broker`, "
                "%d round(s)" % (N, NKEYS, IN_TOPIC, PARTS, ROUNDS))
@@ -455,7 +611,9 @@ def summarize(results, kept):
         cpu = "%5.2f (%5.2f)" % r["cpu"] if r and r.get("cpu") else "%13s" % "-"
         bcpu = "%6.2f" % r["broker_cpu"][0] if r and r.get("broker_cpu") else "%6s" % "-"
         bad = ["%s: %s" % (x["name"], x["status"]) for x in runs if x["status"] != "ok"]
-        if not runs:
+        if k in notes:
+            st = notes[k]
+        elif not runs:
             st = "not run"
         elif k in expected:
             st = "%d x %d" % (len(runs), expected[k])
@@ -470,7 +628,10 @@ def summarize(results, kept):
     def rate(k):
         return med[k]["rate"] if med.get(k) else None
 
-    a, b, c, d, e = (rate(k) for k in "abcde")
+    a, b, c, d, e, f = (rate(k) for k in "abcdef")
+    g = med.get("g")
+    restarts = sorted(r["restart"] for r in results.get("g", []) if "restart" in r)
+    g_restart = restarts[(len(restarts) - 1) // 2] if restarts else None
     checks = [
         ("b/a", "eddy passthrough / C passthrough", b / a if a and b else None,
          ">= %.1f" % TARGETS["b/a"], TARGETS["b/a"], "%.2f"),
@@ -478,22 +639,47 @@ def summarize(results, kept):
          ">= %.1f" % TARGETS["c/d"], TARGETS["c/d"], "%.2f"),
         ("e", "eddy JSON, file mode, records/s", e,
          ">= %d" % TARGETS["e"], TARGETS["e"], "%.0f"),
+        ("f/a", "eddy window count / C passthrough", f / a if a and f else None,
+         ">= %.1f" % TARGETS["f/a"], TARGETS["f/a"], "%.2f"),
+        ("g", "restart: reopen 1M keys + 1 record, s", g_restart,
+         "< %.0f" % TARGETS["g_restart"], -TARGETS["g_restart"], "%.3f"),
     ]
     out.append("%-5s %-34s %10s %10s  %s" % ("", "target", "measured", "target", "result"))
-    for k, label, v, tgt, lim, f in checks:
+    for k, label, v, tgt, lim, fmt in checks:
         if v is None and not all(x in ONLY for x in k.replace("/", "")):
             result = "n/a (not run)"
+        elif v is None and any(x in notes for x in k.replace("/", "")):
+            result = "SKIP (see above)"
         elif v is None:
             result = "FAIL (not measured)"
+        elif lim < 0:                       # an upper bound: v < -lim
+            result = "PASS" if v < -lim else "FAIL"
         else:
             result = "PASS" if v >= lim else "FAIL"
-        out.append("%-5s %-34s %10s %10s  %s" % (k, label, (f % v) if v is not None else "-",
+        out.append("%-5s %-34s %10s %10s  %s" % (k, label, (fmt % v) if v is not None else "-",
                                                 tgt, result))
+    if g:
+        mb = 1024.0 * 1024.0
+        out.append("")
+        out.append("g) state of %d keys (median run): LMDB on disk %s (du -s of the state dir%s); "
+                   "peak RSS %s counting," % (
+                       G_KEYS, "%.1f MiB" % (g["disk"] / mb) if g.get("disk") else "-",
+                       ", %.0f bytes/key" % (g["disk"] / G_KEYS) if g.get("disk") else "",
+                       "%.0f MiB" % (g["rss"] / mb) if g.get("rss") else "-"))
+        out.append("   %s on restart; restart (reopen + 1 record + exit, whole process) %s s, "
+                   "runs %s." % ("%.0f MiB" % (g["restart_rss"] / mb) if g.get("restart_rss") else "-",
+                                 "%.3f" % g_restart if g_restart is not None else "-",
+                                 ", ".join("%.3f" % x for x in restarts) or "-"))
     out.append("")
     out.append("records/s: the median round; input records per second from the first output "
                "seen to all outputs delivered")
     out.append("  (Kafka: startup and group join excluded, wall_s includes them); file mode: "
                "the whole process, output to /dev/null.")
+    out.append("f: %d records over %d keys on topic %s, 1 ms of event time apart, 1 min "
+               "tumbling windows, at_least_once; f/a compares it with the ceiling a." % (
+                   N, F_KEYS, F_TOPIC))
+    out.append("g: %d records, one per key, into a fresh --state-dir (1 task); records/s over "
+               "the whole process." % G_KEYS)
     out.append("cpu: cores busy in that window (1.00 = one core) by the job's process, its main "
                "thread, and the broker; the machine has %d cores." % os.cpu_count())
     w = [r["watcher_cpu"] for runs in results.values() for r in runs if "watcher_cpu" in r]

@@ -2,22 +2,26 @@
 # scripts/demo.sh (`make run`): eddy end to end on your machine, in ~10 seconds.
 #
 #   1. start eddy's development broker (a Kafka-protocol mock cluster, no JVM),
-#   2. load scripts/data/access.log into the topic access-logs with kcat,
-#   3. run the job scripts/access_log.lua against the broker,
-#   4. wait until its output stops growing, show it, stop everything.
+#   2. load scripts/data/poems.txt into the topic text-lines with kcat,
+#   3. run the word count job scripts/wordcount.lua against the broker: its
+#      words go through the internal topic wordcount-counts-repartition to the
+#      task that counts them (LMDB state under a temporary --state-dir),
+#   4. wait until its output stops growing, print the 10 most frequent words
+#      (the last count per word in word-counts), stop everything.
 #
 # Environment: DEMO_TIMEOUT (seconds to wait for output, default 30).
 cd "$(dirname "$0")/.." || exit 1
 
 EDDY=build/eddy
-JOB=scripts/access_log.lua
-INPUT=scripts/data/access.log
-SOURCE=access-logs
-OUTPUT=http-requests
-DLQ=access-log-dlq                  # <job name>-dlq
+JOB=scripts/wordcount.lua
+INPUT=scripts/data/poems.txt
+SOURCE=text-lines
+OUTPUT=word-counts
+REPARTITION=wordcount-counts-repartition   # <job name>-<store>-repartition
+DLQ=wordcount-dlq                   # <job name>-dlq
 TIMEOUT=${DEMO_TIMEOUT:-30}
 
-for tool in "$EDDY" kcat; do
+for tool in "$EDDY" kcat /usr/bin/python3; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "demo: $tool not found (run make, or make deps)" >&2
         exit 1
@@ -58,39 +62,24 @@ count() {
     kcat -Q -b "$bootstrap" $args 2>/dev/null | awk '{ n += $NF } END { print n + 0 }'
 }
 
-# Print envelopes (kcat -J lines on stdin) readably: key, time, then the value.
-pretty() {
-    if [ -x /usr/bin/python3 ]; then
-        /usr/bin/python3 -c '
-import sys, json, datetime
-limit = int(sys.argv[1])
-for n, line in enumerate(sys.stdin):
-    if n >= limit:
-        print("    ...")
-        break
+# The top N words from word-counts (kcat -J lines on stdin): the last count
+# seen per word (its current count), by count then word.
+top() {
+    /usr/bin/python3 -c '
+import sys, json
+last = {}
+for line in sys.stdin:
     e = json.loads(line)
-    ts = datetime.datetime.fromtimestamp(e["ts"] / 1000, datetime.timezone.utc)
-    key = "null" if e["key"] is None else e["key"]
-    print("  [%s/%d@%d] key=%s  time=%s" % (e["topic"], e["partition"], e["offset"], key,
-                                            ts.strftime("%Y-%m-%d %H:%M:%S UTC")))
-    h = e.get("headers") or []
-    for i in range(0, len(h), 2):
-        if h[i] == "eddy.error":
-            print("    error: " + h[i + 1])
-    value = e["payload"]
-    try:
-        value = json.dumps(json.loads(value), ensure_ascii=False)   # unescape "\/"
-    except (TypeError, ValueError):
-        pass
-    print("    " + ("(null)" if value is None else value))
+    last[e["key"]] = int(e["payload"])    # offsets grow per partition: the last one wins
+top = sorted(last.items(), key=lambda kv: (-kv[1], kv[0]))[: int(sys.argv[1])]
+print("    %d distinct words; the top %d:" % (len(last), len(top)))
+for i, (w, n) in enumerate(top, 1):
+    print("    %2d. %-12s %4d" % (i, w, n))
 ' "$1"
-    else
-        head -n "$1"
-    fi
 }
 
 say "Starting the development broker (build/eddy broker)"
-"$EDDY" broker --topic "$SOURCE:2" --topic "$OUTPUT:2" --topic "$DLQ:1" \
+"$EDDY" broker --topic "$SOURCE:2" --topic "$REPARTITION:2" --topic "$OUTPUT:2" --topic "$DLQ:1" \
     > "$tmp/broker.out" 2> "$tmp/broker.log" &
 broker_pid=$!
 bootstrap=
@@ -106,13 +95,13 @@ while [ -z "$bootstrap" ]; do
     i=$((i + 1))
     sleep 0.1
 done
-echo "    Kafka protocol at $bootstrap; topics $SOURCE, $OUTPUT, $DLQ"
+echo "    Kafka protocol at $bootstrap; topics $SOURCE, $REPARTITION, $OUTPUT, $DLQ"
 
 say "Loading $INPUT into topic $SOURCE (kcat, one record per line)"
 kcat -P -b "$bootstrap" -t "$SOURCE" -l "$INPUT" || exit 1
 echo "    $(count "$SOURCE" 2) records"
 
-say "Running $JOB (consumer group access-log; joining takes a few seconds)"
+say "Running $JOB (consumer group wordcount; joining takes a few seconds)"
 "$EDDY" run "$JOB" --brokers "$bootstrap" --state-dir "$tmp/state" \
     -X session.timeout.ms=6000 -X heartbeat.interval.ms=1000 2> "$tmp/job.log" &
 job_pid=$!
@@ -147,25 +136,28 @@ wait "$job_pid"
 job_pid=
 sed -n 's/^.*eddy: \(job .* record(s) in.*\)$/    \1/p' "$tmp/job.log"
 
-say "Topic $OUTPUT: $(count "$OUTPUT" 2) records, the first 5 (kcat -C -J -e):"
-kcat -C -b "$bootstrap" -t "$OUTPUT" -o beginning -e -q -J 2>/dev/null | pretty 5
-
-say "Topic $DLQ: $(count "$DLQ" 1) dead-lettered lines, with the reason in header eddy.error:"
-kcat -C -b "$bootstrap" -t "$DLQ" -o beginning -e -q -J 2>/dev/null | pretty 3
+echo "    $(count "$REPARTITION" 2) words went through $REPARTITION"
+say "Topic $OUTPUT: $(count "$OUTPUT" 2) count updates (kcat -C -J -e), the last per word:"
+kcat -C -b "$bootstrap" -t "$OUTPUT" -o beginning -e -q -J 2>/dev/null | top 10
+dead=$(count "$DLQ" 1)
+[ "$dead" -gt 0 ] && echo "    ($dead record(s) dead-lettered in $DLQ)"
 
 stop
 cat <<EOF
 
-Done: broker and job stopped. What you saw: raw access-log lines went in,
-$JOB parsed each into JSON keyed by client IP, dropped health
-checks, and dead-lettered the lines it could not parse.
+Done: broker and job stopped. What you saw: lines of text went in, the job
+split them into words, re-keyed by word through $REPARTITION,
+and kept a count per word in LMDB; every occurrence sent the word's new
+count to $OUTPUT (the last record per word is its current count).
 
 Now make it yours:
-  * edit $JOB, e.g. keep only errors by adding
-        :filter(function(_, req) return req.status >= 400 end)
-    before :to(...), then run  make run  again;
-  * try it without Kafka, on the file directly:
-        $EDDY run $JOB --input $INPUT --input-format lines --dlq -
-  * the other examples (scripts/*.lua) say at their top how to run them.
+  * edit $JOB, e.g. skip short words by adding
+        :filter(function(word) return #word > 3 end)
+    before :group_by_key(), then run  make run  again;
+  * try it without Kafka, on the file directly (run it twice: the counts
+    are kept in --state-dir and go on from where they were):
+        $EDDY run $JOB --input $INPUT --input-format lines --state-dir /tmp/wc
+  * scripts/access_log.lua, sessions.lua, sensor_alerts.lua and the other
+    examples (scripts/*.lua) say at their top how to run them.
 EOF
 exit 0
