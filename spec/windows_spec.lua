@@ -645,6 +645,7 @@ describe("late-record counting (KS dropped-records)", function()
         function s:delete_range(from, to)
             for _, k in ipairs(keys(from, to)) do kv[k] = nil end
         end
+        function s:raw_first(from, to) return keys(from, to)[1] end
         return s
     end
 

@@ -191,6 +191,18 @@ function _M.new(B)
             return ffi_string(kp[0], kl[0]), ffi_string(vp[0], vl[0])
         end
     end
+    --- The first key in [from, to), or nil (no iterator left open).
+    function Store:raw_first(from, to)
+        local task, db = self:db()
+        local it = C.eddy_kv_iter(B, task, db, from or "", from and #from or 0, to or "", to and #to or 0)
+        if it < 0 then kv_error("store " .. self.name) end
+        local k
+        if C.eddy_kv_next(B, it, kp, kl, vp, vl) ~= 0 then
+            k = ffi_string(kp[0], kl[0])
+            C.eddy_kv_iter_close(B, it)
+        end
+        return k
+    end
     function Store:raw_get(key)
         local task, db = self:db()
         local p = C.eddy_kv_get(B, task, db, key, #key, vlen)

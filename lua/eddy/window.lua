@@ -238,11 +238,33 @@ function _M.build(node, ctx)
         return out(k, bdec(sub(raw, 9)), nil, ts, s, stop)
     end
 
+    -- The smallest window end in each task's index (nil: not known since the
+    -- start; math.huge: none), so that a record that closes nothing costs a
+    -- comparison instead of an index scan.
+    local next_end = {}
+    local function idx_add(e, wid, start)
+        idx:raw_put(be8(e) .. wid .. be8(start), "")
+        local ne = next_end[S.task]
+        if ne and e < ne then next_end[S.task] = e end
+    end
+    local function first_end()
+        local k = idx:raw_first(be8(0), "\255")
+        if k == nil then return math.huge end
+        return unbe8(k, 1)
+    end
+
     -- Close and expire windows of the task in hand at stream time st.
+    local close_pass_now
     local function close_pass(st)
         if st == -math.huge then return end
         local cb = floor(closed_below(st))
         if cb <= 0 then return end
+        local ne = next_end[S.task]
+        if ne and ne >= cb then return end     -- nothing can close yet
+        close_pass_now(st, cb)
+        next_end[S.task] = first_end()
+    end
+    function close_pass_now(st, cb)
         local eb = floor(expire_below(st))
         if final and eb ~= cb then                 -- sliding: finals before expiry
             local from = idx:raw_get(EMITTED)
@@ -298,7 +320,7 @@ function _M.build(node, ctx)
             S.task = saved
         end
     end
-    S.forgetters[#S.forgetters + 1] = function(task) last[task] = nil end
+    S.forgetters[#S.forgetters + 1] = function(task) last[task] = nil; next_end[task] = nil end
 
     local function late() B.late = B.late + 1 end
 
@@ -319,7 +341,7 @@ function _M.build(node, ctx)
                 end
                 local new = aggf(old, v, k, rec)
                 tw_put(key, new, new_ts)
-                if not existed then idx:raw_put(be8(stop) .. wid .. be8(start), "") end
+                if not existed then idx_add(stop, wid, start) end
                 if not final then out(k, new, rec, new_ts, start, stop) end
             else
                 late()
@@ -344,7 +366,7 @@ function _M.build(node, ctx)
                 local new = aggf(old, v, k, rec)
                 local new_ts = old == nil and ts or max(ts, vt[2])
                 tw_put(wid .. be8(start), new, new_ts)
-                if not existed then idx:raw_put(be8(wend) .. wid .. be8(start), "") end
+                if not existed then idx_add(wend, wid, start) end
                 if not final then out(k, new, rec, new_ts, start, wend) end
             else
                 late()
@@ -353,7 +375,7 @@ function _M.build(node, ctx)
         local function create_current_right(right)
             local start = ts + 1
             tw_put(wid .. be8(start), right[1], right[2])
-            idx:raw_put(be8(start + diff) .. wid .. be8(start), "")
+            idx_add(start + diff, wid, start)
             if not final then out(k, right[1], rec, right[2], start, start + diff) end
         end
         local function create_previous_right(start)
@@ -469,7 +491,7 @@ function _M.build(node, ctx)
             store:raw_delete(key)
         else
             store:raw_put(key, enc("", agg))
-            idx:raw_put(be8(me) .. wid .. be8(ms), "")
+            idx_add(me, wid, ms)
         end
         if not final then out(k, agg, rec, me, ms, me) end
     end
