@@ -334,9 +334,15 @@ function _M.describe(job)
             what = jn.agg .. (jn.window and (" " .. jn.window.kind) or "") .. " [" .. jn.store .. "]"
         end
         if n.kind == "repartition" then what = "repartition " .. jn.name end
+        if n.kind == "process" and type(jn.stores) == "table" then
+            local names = {}
+            for k, v in pairs(jn.stores) do names[#names + 1] = type(k) == "string" and k or tostring(v) end
+            table.sort(names)
+            if #names > 0 then what = "process [" .. table.concat(names, ", ") .. "]" end
+        end
         local kids = {}
         for i, c in ipairs(n.children) do kids[i] = tostring(c) end
-        local line = ("    %2d  %-22s %-28s%s"):format(n.id, what, n.line,
+        local line = ("    %2d  %-32s %-32s%s"):format(n.id, what, n.line,
             #kids > 0 and (" -> " .. table.concat(kids, ", ")) or "")
         out[#out + 1] = (line:gsub("%s+$", ""))
     end
