@@ -115,3 +115,18 @@ void eddy_batch_drop_outputs_of(eddy_batch *b, int32_t src)
         b->nouts--;
     }
 }
+
+void eddy_batch_copy_records(eddy_batch *dst, const eddy_batch *src)
+{
+    eddy_batch_reset(dst);
+    for (int32_t i = 0; i < src->n; i++) {
+        const eddy_rec *r = &src->recs[i];
+        eddy_rec *c = eddy_batch_add(dst, r->source, r->partition, r->offset, r->ts, r->key,
+                                     r->key ? r->klen : -1, r->value, r->value ? r->vlen : -1);
+        for (int32_t h = r->hdr; h < r->hdr + r->nhdr; h++) {
+            const eddy_hdr *hd = &src->hdrs[h];
+            eddy_batch_add_header(dst, hd->name, hd->nlen, hd->value, hd->value ? hd->vlen : -1);
+        }
+        (void)c;
+    }
+}

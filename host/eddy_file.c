@@ -7,6 +7,7 @@
 #include "eddy_envelope.h"
 #include "eddy_log.h"
 #include "eddy_murmur2.h"
+#include "eddy_reload.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
+#include <poll.h>
 
 #define READ_CHUNK   (1 << 20)
 #define BATCH_MAX    8192
@@ -72,6 +74,13 @@ static int flush_batch(reader *rd)
     }
     int rc = eddy_runner_process(rd->runner);
     eddy_batch_reset(rd->batch);
+    rd->job = eddy_runner_job(rd->runner);        /* a rollback may have changed it */
+    rd->batch = eddy_job_batch(rd->job);
+    eddy_batch_reset(rd->batch);
+    if (rc == 0 && eddy_runner_wants_commit(rd->runner)) {
+        char err[1024];
+        rc = eddy_runner_commit(rd->runner, err, sizeof err);
+    }
     return rc;
 }
 
@@ -136,6 +145,30 @@ static int one_line(reader *rd, char *line, size_t len, int64_t lineno)
     return 0;
 }
 
+/* Between batches: wall-clock work, then outputs flushed and the state
+ * committed (a streaming stdin sees its results now), then, right after that
+ * commit, the place for a reload's swap. */
+static int between_batches(reader *rd, char *errstr, size_t errstr_size)
+{
+    int rc = eddy_runner_tick(rd->runner);
+    if (rc) {
+        return rc;
+    }
+    if ((rc = eddy_runner_commit(rd->runner, errstr, errstr_size))) {
+        return rc;
+    }
+    const eddy_file_conf *conf = rd->conf;
+    eddy_job *next = conf->reload ? eddy_reload_poll(conf->reload, eddy_runner_job(rd->runner))
+                                  : NULL;
+    if (next) {
+        eddy_runner_swap(rd->runner, next, conf->rollback_errors);
+        rd->job = eddy_runner_job(rd->runner);
+        rd->batch = eddy_job_batch(rd->job);
+        eddy_batch_reset(rd->batch);
+    }
+    return 0;
+}
+
 int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf,
                   char *errstr, size_t errstr_size)
 {
@@ -169,6 +202,13 @@ int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf
             }
             buf = nb;
             cap = ncap;
+        }
+        /* a quiet stream (stdin): wall-clock work and reloads go on meanwhile */
+        struct pollfd pfd = {fd, POLLIN, 0};
+        while (!*conf->stop && poll(&pfd, 1, 100) == 0) {
+            if ((rc = between_batches(&rd, errstr, errstr_size))) {
+                goto stopped;
+            }
         }
         ssize_t n = read(fd, buf + len, cap - len - 1);
         if (n < 0) {
@@ -205,12 +245,8 @@ int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf
         if ((rc = flush_batch(&rd))) {
             goto stopped;
         }
-        if ((rc = eddy_runner_tick(runner))) {
+        if ((rc = between_batches(&rd, errstr, errstr_size))) {
             goto stopped;
-        }
-        /* outputs flushed, then the state committed: a streaming stdin sees its results now */
-        if ((rc = eddy_runner_commit(runner, errstr, errstr_size))) {
-            goto done;
         }
         memmove(buf, buf + pos, len - pos);
         len -= pos;
@@ -218,7 +254,9 @@ int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf
     goto done;
 
 stopped:
-    if (rc == EDDY_ESCRIPT) {
+    if (errstr[0]) {
+        /* the reason is already there */
+    } else if (rc == EDDY_ESCRIPT) {
         snprintf(errstr, errstr_size, "%s", eddy_runner_error(runner));
     } else {
         snprintf(errstr, errstr_size, "writing output: %s", eddy_strerror(rc));

@@ -15,6 +15,8 @@ typedef struct eddy_file_conf {
     int         lines;              /* 1: each line is a value; 0: envelope */
     int         partitions;         /* records without a partition go by murmur2(key) % this */
     volatile sig_atomic_t *stop;    /* set by a signal handler: stop after the batch in hand */
+    struct eddy_reload *reload;     /* hot reload triggers, or NULL */
+    int         rollback_errors;
 } eddy_file_conf;
 
 /**

@@ -34,6 +34,7 @@ struct eddy_job {
     int         nsinks;
     char       *optvals[64];      /* copies handed out by eddy_job_option */
     int         noptvals;
+    char        version[17];
 };
 
 static const char script_key = 'k';   /* registry: the script's path */
@@ -492,4 +493,68 @@ void eddy_job_forget_partition(eddy_job *job, int32_t partition)
         }
     }
     lua_settop(L, 0);
+}
+
+const char *eddy_job_version(const eddy_job *job)
+{
+    return job->version;
+}
+
+void eddy_job_set_version(eddy_job *job, const char *version)
+{
+    snprintf(job->version, sizeof job->version, "%s", version);
+}
+
+/* Call topo[name](args...) of @p job: [-nargs, +nres] on success. */
+static int topo_call(eddy_job *job, const char *name, int nargs, int nres)
+{
+    lua_State *L = job->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->topo_ref);
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    lua_insert(L, -1 - nargs);
+    return pcall(L, nargs, nres);
+}
+
+int eddy_job_compatible(eddy_job *next, eddy_job *running, char *errstr, size_t errstr_size)
+{
+    if (topo_call(running, "signature", 0, 1) != 0) {
+        errline(running->L, errstr, errstr_size);
+        lua_settop(running->L, 0);
+        return EDDY_ETOPO;
+    }
+    lua_pushstring(next->L, lua_tostring(running->L, -1));
+    lua_settop(running->L, 0);
+    int rc = 0;
+    if (topo_call(next, "compatible", 1, 2) != 0) {
+        errline(next->L, errstr, errstr_size);
+        rc = EDDY_ETOPO;
+    } else if (!lua_isnil(next->L, -2)) {
+        snprintf(errstr, errstr_size, "%s", lua_tostring(next->L, -2));
+        rc = EDDY_ETOPO;
+    } else if (lua_tostring(next->L, -1) && *lua_tostring(next->L, -1)) {
+        eddy_log_warn("reload: %s", lua_tostring(next->L, -1));
+    }
+    lua_settop(next->L, 0);
+    return rc;
+}
+
+int eddy_job_on_reload(eddy_job *job, const char *old_version, char *errstr, size_t errstr_size)
+{
+    lua_pushstring(job->L, old_version);
+    int rc = 0;
+    if (topo_call(job, "on_reload", 1, 0) != 0) {
+        errline(job->L, errstr, errstr_size);
+        rc = EDDY_ESCRIPT;
+    }
+    lua_settop(job->L, 0);
+    return rc;
+}
+
+void eddy_job_forget_all(eddy_job *job)
+{
+    if (topo_call(job, "forget_all", 0, 0) != 0) {
+        eddy_log_warn("forget: %s", lua_tostring(job->L, -1));
+    }
+    lua_settop(job->L, 0);
 }

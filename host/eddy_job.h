@@ -81,4 +81,22 @@ int eddy_job_tick(eddy_job *job, char *errstr, size_t errstr_size);
 /** @brief Partition @p partition was revoked: the job forgets its tasks' in-memory state. */
 void eddy_job_forget_partition(eddy_job *job, int32_t partition);
 
+/**
+ * @brief May @p next replace @p running? Same source topics; every store of
+ *        @p running that @p next still uses keeps its kind and window. Removed
+ *        stores are allowed (logged: their data stays on disk).
+ * @returns 0, or EDDY_ETOPO with the precise reason in @p errstr.
+ */
+int eddy_job_compatible(eddy_job *next, eddy_job *running, char *errstr, size_t errstr_size);
+
+/** @brief The version (content hash) of the job's script; "" until set. */
+const char *eddy_job_version(const eddy_job *job);
+void        eddy_job_set_version(eddy_job *job, const char *version);
+
+/** @brief Forget every task's in-memory state (it is reread from LMDB). */
+void eddy_job_forget_all(eddy_job *job);
+
+/** @brief Run the script's job:on_reload(fn(ctx, old_version)) hook, if any. */
+int eddy_job_on_reload(eddy_job *job, const char *old_version, char *errstr, size_t errstr_size);
+
 #endif

@@ -8,6 +8,7 @@
 #include "eddy_metrics.h"
 #include "eddy_runner.h"
 #include "eddy_state.h"
+#include "eddy_reload.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -34,10 +35,11 @@ static int64_t mono_ms(void)
 typedef struct kafka_sink {
     rd_kafka_t *rk;
     struct {
-        const char       *name;     /* the caller's pointer: job and DLQ names are stable */
+        char             *name;     /* our copy (generations come and go on reloads) */
         rd_kafka_topic_t *rkt;
-    } topics[SINK_TOPICS];          /* looked up once, not by name on every produce */
+    } topics[SINK_TOPICS];          /* a topic handle per name, not a lookup per produce */
     int         ntopics;
+    int         last;               /* index of the last topic used */
     volatile sig_atomic_t *stop;
     int         delivery_failures;
     char        first_failure[512];
@@ -68,17 +70,23 @@ static int ks_write(void *ctx, const char *topic, int32_t partition, int32_t fal
         }
     }
     rd_kafka_topic_t *rkt = NULL;
-    for (int i = 0; i < ks->ntopics; i++) {
-        if (ks->topics[i].name == topic) {
-            rkt = ks->topics[i].rkt;
-            break;
+    if (ks->ntopics && strcmp(ks->topics[ks->last].name, topic) == 0) {
+        rkt = ks->topics[ks->last].rkt;
+    } else {
+        for (int i = 0; i < ks->ntopics; i++) {
+            if (strcmp(ks->topics[i].name, topic) == 0) {
+                rkt = ks->topics[i].rkt;
+                ks->last = i;
+                break;
+            }
         }
     }
     rd_kafka_topic_t *temp = NULL;    /* beyond the cache: a handle for this call only */
     if (!rkt) {
         rkt = rd_kafka_topic_new(ks->rk, topic, NULL);
         if (ks->ntopics < SINK_TOPICS) {
-            ks->topics[ks->ntopics].name = topic;
+            ks->topics[ks->ntopics].name = strdup(topic);
+            ks->last = ks->ntopics;
             ks->topics[ks->ntopics++].rkt = rkt;
         } else {
             temp = rkt;
@@ -150,6 +158,7 @@ static void ks_close(void *ctx)
     kafka_sink *ks = ctx;
     for (int i = 0; i < ks->ntopics; i++) {
         rd_kafka_topic_destroy(ks->topics[i].rkt);
+        free(ks->topics[i].name);
     }
     free(ks);    /* the producer handle is owned by the run */
 }
@@ -568,6 +577,12 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     int last_src = -1;
     while (!*c->stop) {
         int n = 0;
+        job = eddy_runner_job(r.runner);         /* a reload or a rollback may change it */
+        r.job = job;
+        if (b != eddy_job_batch(job)) {
+            b = eddy_job_batch(job);
+            last_rkt = NULL;
+        }
         eddy_batch_reset(b);
         /* one call for up to BATCH_MAX records; rebalance callbacks are served inside */
         ssize_t got = rd_kafka_consume_batch_queue(cq, 100, raw, BATCH_MAX);
@@ -637,7 +652,21 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
                 goto out_noncommit;
             }
         }
-        if (now - last_commit >= c->commit_interval_ms) {
+        if (c->reload && !*c->stop) {
+            /* between batches, right after a commit: the place for a reload's swap */
+            eddy_job *next = NULL;
+            if ((next = eddy_reload_poll(c->reload, job)) != NULL) {
+                if ((rc = commit(&r))) {
+                    eddy_job_destroy(next);
+                    goto out_noncommit;
+                }
+                last_commit = now;
+                eddy_runner_swap(r.runner, next, c->rollback_errors);
+                continue;
+            }
+        }
+        if (eddy_runner_wants_commit(r.runner) ||
+            now - last_commit >= c->commit_interval_ms) {
             if ((rc = commit(&r))) {
                 goto out_noncommit;
             }

@@ -22,6 +22,8 @@ typedef struct eddy_kafka_conf {
     const char  *dlq;            /* non-NULL: dead letters to this file instead of <app>-dlq */
     int          file_partitions;
     struct eddy_state *state;    /* the job's stores, or NULL (borrowed) */
+    struct eddy_reload *reload;  /* hot reload triggers, or NULL */
+    int          rollback_errors;
     volatile sig_atomic_t *stop;
 } eddy_kafka_conf;
 

@@ -15,6 +15,9 @@ typedef struct eddy_metrics {
     uint64_t batches;
     uint64_t late_records;    /* eddy_late_records_total */
     uint64_t nil_keys;        /* eddy_skipped_nil_key_total */
+    uint64_t reloads_ok;      /* eddy_reloads_total{outcome="ok"} */
+    uint64_t reloads_refused; /* eddy_reloads_total{outcome="refused"} */
+    uint64_t reloads_rolled_back; /* eddy_reloads_total{outcome="rolled_back"} */
 } eddy_metrics;
 
 extern eddy_metrics eddy_stats;

@@ -28,7 +28,25 @@ struct eddy_runner {
     char       error[2048];
     eddy_hdr  *hdrs;        /* scratch: original headers + eddy.* */
     int        hcap;
+    /* hot reload */
+    eddy_job  *prev;        /* the last good generation, during a probation */
+    int64_t    probation;   /* records the new generation still has to get through */
+    int        streak;      /* records in a row the new generation failed on */
+    int32_t    last_fail;   /* index of its last failed record in this batch (-1: the previous batch ended with one) */
+    int        rollback_errors;
+    int        rollback;    /* set when the streak reached rollback_errors */
+    eddy_job  *initial;     /* the caller's generation: never destroyed here */
 };
+
+/* Generations after the first belong to the runner; the first to its caller. */
+static void drop_job(eddy_runner *r, eddy_job *job)
+{
+    if (job && job != r->initial) {
+        eddy_job_destroy(job);
+    }
+}
+
+#define PROBATION_RECORDS 1000
 
 static int policy_of(const char *s)
 {
@@ -45,6 +63,7 @@ int eddy_runner_new(eddy_runner **out, eddy_job *job, eddy_sink *sink, eddy_sink
         return EDDY_ENOMEM;
     }
     r->job = job;
+    r->initial = job;
     r->sink = sink;
     r->dlq = dlq;
     r->policy = policy_of(eddy_job_on_error(job));
@@ -63,6 +82,10 @@ void eddy_runner_destroy(eddy_runner *r)
 {
     if (!r) {
         return;
+    }
+    drop_job(r, r->prev);
+    if (r->job != r->initial) {
+        drop_job(r, r->job);
     }
     free(r->dlq_topic);
     free(r->hdrs);
@@ -140,6 +163,16 @@ static int apply_policy(eddy_runner *r, const char *topic, int32_t partition, in
 static int on_record_error(void *opaque, const eddy_rec *rec, const char *stage, const char *msg)
 {
     eddy_runner *r = opaque;
+    if (r->prev) {                           /* a new version on probation */
+        int32_t idx = (int32_t)(rec - eddy_job_batch(r->job)->recs);
+        r->streak = (idx == r->last_fail + 1) ? r->streak + 1 : 1;
+        r->last_fail = idx;
+        if (r->streak >= r->rollback_errors) {
+            r->rollback = 1;
+            snprintf(r->error, sizeof r->error, "%s", msg);
+            return EDDY_ESCRIPT;             /* stop: this batch goes to the old version */
+        }
+    }
     if (r->state && eddy_state_failed(r->state)) {
         /* not the record's fault: stop, commit nothing, say what to change */
         snprintf(r->error, sizeof r->error, "%s", eddy_state_failed(r->state));
@@ -186,7 +219,80 @@ static int write_outputs(eddy_runner *r, eddy_batch *b)
     return 0;
 }
 
+eddy_job *eddy_runner_job(eddy_runner *r)
+{
+    return r->job;
+}
+
+int eddy_runner_wants_commit(const eddy_runner *r)
+{
+    return r->prev != NULL;
+}
+
+static void roll_back(eddy_runner *r, const char *why)
+{
+    eddy_job *failed = r->job;
+    eddy_log_error("reload %s rolled back to %s: %s", eddy_job_version(failed),
+                   eddy_job_version(r->prev), why);
+    eddy_stats.reloads_rolled_back++;
+    r->job = r->prev;
+    r->prev = NULL;
+    r->policy = policy_of(eddy_job_on_error(r->job));
+    eddy_job_forget_all(r->job);            /* its caches predate the new version's commits */
+    drop_job(r, failed);
+}
+
+void eddy_runner_swap(eddy_runner *r, eddy_job *next, int rollback_errors)
+{
+    if (r->prev) {
+        drop_job(r, r->prev);                /* the one before is not needed any more */
+    }
+    eddy_job *old = r->job;
+    r->prev = old;
+    r->job = next;
+    r->policy = policy_of(eddy_job_on_error(next));
+    r->probation = PROBATION_RECORDS;
+    r->streak = 0;
+    r->last_fail = -2;
+    r->rollback_errors = rollback_errors > 0 ? rollback_errors : 10;
+    eddy_stats.reloads_ok++;
+    eddy_log_info("reload %s swapped in (was %s)", eddy_job_version(next), eddy_job_version(old));
+    char err[1024];
+    eddy_batch *b = eddy_job_batch(next);
+    eddy_batch_reset(b);
+    b->state = r->state;
+    if (eddy_job_on_reload(next, eddy_job_version(old), err, sizeof err) != 0) {
+        eddy_stats.reloads_ok--;
+        roll_back(r, err);
+    }
+}
+
+static int process_once(eddy_runner *r);
+
 int eddy_runner_process(eddy_runner *r)
+{
+    int rc = process_once(r);
+    if (r->rollback) {
+        /* the new version failed a streak of records: nothing of this batch is
+         * kept (its state is aborted, its outputs never written); the old
+         * version processes the same records */
+        r->rollback = 0;
+        eddy_batch *failed = eddy_job_batch(r->job);
+        if (r->state) {
+            eddy_state_abort(r->state);
+        }
+        eddy_stats.records_in -= (uint64_t)failed->n;
+        eddy_batch *b = eddy_job_batch(r->prev);
+        eddy_batch_copy_records(b, failed);
+        char why[2100];
+        snprintf(why, sizeof why, "%d records in a row failed; the last: %s", r->streak, r->error);
+        roll_back(r, why);
+        rc = process_once(r);
+    }
+    return rc;
+}
+
+static int process_once(eddy_runner *r)
 {
     eddy_batch *b = eddy_job_batch(r->job);
     eddy_stats.records_in += (uint64_t)b->n;
@@ -211,8 +317,24 @@ int eddy_runner_process(eddy_runner *r)
         r->sink_err = 0;
         return rc;
     }
+    if (r->rollback) {
+        return 0;                            /* the batch goes to the old version instead */
+    }
     if ((rc = write_outputs(r, b))) {
         return rc;
+    }
+    if (r->prev) {
+        if (r->last_fail != b->n - 1) {
+            r->streak = 0;                   /* a record after the last failure succeeded */
+        }
+        r->last_fail = r->streak ? -1 : -2;  /* -1: a streak goes on into the next batch */
+        r->probation -= b->n;
+        if (r->probation <= 0) {
+            eddy_log_info("reload %s confirmed after %d records", eddy_job_version(r->job),
+                          PROBATION_RECORDS);
+            drop_job(r, r->prev);
+            r->prev = NULL;
+        }
     }
     return failed;     /* under "fail", the outputs of the records before the failed one are out */
 }

@@ -40,6 +40,24 @@ int eddy_runner_tick(eddy_runner *r);
 /** @brief Swap the job (after a reload); the batch in hand must be done. */
 void eddy_runner_set_job(eddy_runner *r, eddy_job *job);
 
+/** @brief The job generation in use: sources fill eddy_job_batch() of it. */
+eddy_job *eddy_runner_job(eddy_runner *r);
+
+/**
+ * @brief Swap in a reloaded generation (owned by the runner from now on). Call
+ *        it between two batches, right after a commit: every record before the
+ *        cut was handled by the old version, every record after by the new one.
+ *        The old one is kept for a probation period; if the new version fails
+ *        on @p rollback_errors records in a row (or its on_reload hook fails),
+ *        the runner rolls back: the failed batch's state is aborted and the
+ *        batch is processed again by the old version.
+ */
+void eddy_runner_swap(eddy_runner *r, eddy_job *next, int rollback_errors);
+
+/** @brief During a probation the caller commits after every batch (a rollback
+ *         must only ever undo the batch in hand). */
+int eddy_runner_wants_commit(const eddy_runner *r);
+
 /**
  * @brief Run the job's batch and write its outputs to the sink.
  * @returns 0; EDDY_ESCRIPT when a record failed under on_error = "fail"

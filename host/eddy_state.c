@@ -270,6 +270,27 @@ int eddy_state_commit(eddy_state *st, char *errstr, size_t errstr_size)
     return ret;
 }
 
+void eddy_state_abort(eddy_state *st)
+{
+    for (int i = 0; i < MAX_ITERS; i++) {
+        if (st->iters[i].used) {
+            mdb_cursor_close(st->iters[i].cur);
+            st->iters[i].used = 0;
+        }
+    }
+    for (int i = 0; i < st->ntasks; i++) {
+        task *t = st->tasks[i];
+        if (t->txn) {
+            mdb_txn_abort(t->txn);
+            t->txn = NULL;
+            memset(t->open, 0, sizeof t->open);   /* handles opened in it are closed */
+        }
+    }
+    st->nundo = 0;
+    st->undobuf.len = 0;
+    st->fatal[0] = '\0';
+}
+
 void eddy_state_drop_partition(eddy_state *st, int32_t partition)
 {
     for (int i = 0; i < st->ntasks;) {

@@ -32,6 +32,9 @@ void eddy_state_close(eddy_state *st);
 /** @brief Commit every task's open write transaction (and sync it to disk). */
 int  eddy_state_commit(eddy_state *st, char *errstr, size_t errstr_size);
 
+/** @brief Abort every task's open write transaction: back to the last commit. */
+void eddy_state_abort(eddy_state *st);
+
 /** @brief Close the tasks of @p partition (all sub-topologies): it was revoked. Commit first. */
 void eddy_state_drop_partition(eddy_state *st, int32_t partition);
 

@@ -13,6 +13,7 @@
 #include "eddy_runner.h"
 #include "eddy_sink.h"
 #include "eddy_state.h"
+#include "eddy_reload.h"
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -26,6 +27,13 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t hup_flag;
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    hup_flag = 1;
+}
 
 static void on_stop(int sig)
 {
@@ -40,6 +48,8 @@ static void install_signals(void)
     sa.sa_handler = on_stop;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
@@ -251,6 +261,7 @@ typedef struct run_opts {
     const char *app_id, *guarantee, *commit_interval;
     int partitions;
     int quiet;
+    int watch;                 /* 1 on, 0 off, -1 not given */
     const char *props[128];
     int nprops;
 } run_opts;
@@ -269,6 +280,7 @@ static int cmd_run(int argc, char **argv)
 {
     run_opts o;
     memset(&o, 0, sizeof o);
+    o.watch = -1;
     static const char *with_value[] = {"--brokers", "--input", "--input-format", "--output",
                                        "--dlq", "--partitions", "--state-dir", "--app-id",
                                        "--guarantee", "--commit-interval", "-X", "--http",
@@ -284,7 +296,8 @@ static int cmd_run(int argc, char **argv)
             continue;
         }
         if (!strcmp(a, "--watch") || !strcmp(a, "--no-watch")) {
-            continue;   /* hot reload arrives with its own issue; accepted, no effect yet */
+            o.watch = !strcmp(a, "--watch");
+            continue;
         }
         int takes = 0;
         for (int k = 0; with_value[k]; k++) {
@@ -400,6 +413,33 @@ static int cmd_run(int argc, char **argv)
         eddy_job_destroy(job);
         return EDDY_EXIT_FATAL;
     }
+    char version[17];
+    eddy_reload_version(o.script, version);
+    eddy_job_set_version(job, version);
+    int watch = o.watch;
+    if (watch < 0) {
+        const char *w = eddy_job_option(job, "watch");
+        watch = !(w && !strcmp(w, "false"));
+    }
+    int rollback_errors = 10;
+    const char *rbe = eddy_job_option(job, "reload_rollback_errors");
+    if (rbe && parse_int(rbe, &rollback_errors) != 0) {
+        rollback_errors = 10;
+    }
+    eddy_reload *reload = NULL;
+    {
+        char lua_dir[PATH_MAX];
+        find_lua_dir(lua_dir, sizeof lua_dir);
+        eddy_reload_conf rc_conf = {o.script, lua_dir, app_buf, input_buf[0] == '\0', partitions,
+                                    watch, &hup_flag};
+        if (eddy_reload_new(&reload, &rc_conf, errstr, sizeof errstr) != 0) {
+            fprintf(stderr, "eddy run: %s\n", errstr);
+            eddy_job_destroy(job);
+            return EDDY_EXIT_FATAL;
+        }
+    }
+    eddy_log_info("job %s: version %s%s", eddy_job_name(job), version,
+                  watch ? "; reloads when the script is saved (or on SIGHUP)" : "; reloads on SIGHUP");
     eddy_state *state = NULL;
     if (eddy_job_stateful(job)) {
         char dir[PATH_MAX + 256];
@@ -432,7 +472,8 @@ static int cmd_run(int argc, char **argv)
         }
         eddy_runner_new(&runner, job, sink, dlqs, app_buf);
         eddy_runner_set_state(runner, state);
-        eddy_file_conf fc = {input_buf, strcmp(fmt_buf, "lines") == 0, partitions, &stop_flag};
+        eddy_file_conf fc = {input_buf, strcmp(fmt_buf, "lines") == 0, partitions, &stop_flag,
+                             reload, rollback_errors};
         rc = eddy_file_run(runner, job, &fc, errstr, sizeof errstr);
         char cerr[1024] = "";
         int frc = rc ? 0 : eddy_runner_commit(runner, cerr, sizeof cerr);
@@ -457,6 +498,7 @@ static int cmd_run(int argc, char **argv)
                               .output = output_buf[0] ? output_buf : NULL,
                               .dlq = dlq_buf[0] ? dlq_buf : NULL,
                               .file_partitions = partitions, .state = state,
+                              .reload = reload, .rollback_errors = rollback_errors,
                               .stop = &stop_flag};
         rc = eddy_kafka_run(job, &kc, errstr, sizeof errstr);
         eddy_log_info("job %s: %llu record(s) in, %llu out, %llu error(s), %llu dead-lettered",
@@ -466,6 +508,7 @@ static int cmd_run(int argc, char **argv)
                       (unsigned long long)eddy_stats.dead_lettered);
     }
     eddy_state_close(state);
+    eddy_reload_destroy(reload);
     eddy_job_destroy(job);
     if (rc == EDDY_EUSAGE) {
         fprintf(stderr, "eddy run: %s\n", errstr);

@@ -184,7 +184,70 @@ function _M.prepare(job, batch_ud)
     topo.configure = function(app_id, kafka, partitions)
         return _M.compile(job, B, topo, app_id, kafka, partitions)
     end
+    topo.signature = function() return _M.signature(job) end
+    topo.compatible = function(old) return _M.compatible(job, old) end
+    topo.on_reload = function(old_version)
+        if job.reload_hook then job.reload_hook({ job = job.name }, old_version) end
+    end
     return topo
+end
+
+-- What a reload must keep: the source topics, and every store's kind (a
+-- key-value store, or a window store with its window). One line per fact.
+local function store_kinds(job)
+    local kinds = {}
+    for _, n in ipairs(job.nodes) do
+        if n.kind == "aggregate" then
+            local w = n.window
+            if w then
+                kinds[n.store] = ("window %s size=%s advance=%s diff=%s gap=%s grace=%s"):format(
+                    w.kind, tostring(w.size), tostring(w.advance), tostring(w.diff), tostring(w.gap),
+                    tostring(w.grace))
+            else
+                kinds[n.store] = "key-value (" .. n.agg .. ")"
+            end
+        elseif n.kind == "process" and type(n.stores) == "table" then
+            for k, v in pairs(n.stores) do
+                kinds[type(k) == "string" and k or tostring(v)] = "key-value (process)"
+            end
+        end
+    end
+    return kinds
+end
+
+function _M.signature(job)
+    local lines = {}
+    for _, s in ipairs(job.sources) do lines[#lines + 1] = "source\t" .. s.topic end
+    for name, kind in pairs(store_kinds(job)) do lines[#lines + 1] = "store\t" .. name .. "\t" .. kind end
+    table.sort(lines)
+    return table.concat(lines, "\n")
+end
+
+--- nil when a job with signature `old` may be replaced by this one; otherwise
+--- the reason. Removed stores are allowed (kept on disk): returned as a warning.
+function _M.compatible(job, old)
+    local old_sources, old_stores = {}, {}
+    for line in old:gmatch("[^\n]+") do
+        local what, a, b = line:match("^(%a+)\t([^\t]*)\t?(.*)$")
+        if what == "source" then old_sources[a] = true elseif what == "store" then old_stores[a] = b end
+    end
+    local new_sources = {}
+    for _, s in ipairs(job.sources) do new_sources[s.topic] = true end
+    for t in pairs(old_sources) do
+        if not new_sources[t] then return ("source topic %q was removed (sources cannot change in a reload)"):format(t) end
+    end
+    for t in pairs(new_sources) do
+        if not old_sources[t] then return ("source topic %q was added (sources cannot change in a reload)"):format(t) end
+    end
+    local kinds, warnings = store_kinds(job), {}
+    for name, kind in pairs(old_stores) do
+        if kinds[name] == nil then
+            warnings[#warnings + 1] = ("store %q is no longer used; its data stays on disk"):format(name)
+        elseif kinds[name] ~= kind then
+            return ("store %q changed from %s to %s (a store keeps its kind and window)"):format(name, kind, kinds[name])
+        end
+    end
+    return nil, table.concat(warnings, "; ")
 end
 
 function _M.compile(job, B, topo, app_id, kafka, partitions)
@@ -382,6 +445,13 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
                 if task % 65536 == partition then S.forget_task(task) end
             end
         end
+        topo.forget_all = function()
+            local tasks = {}
+            for task in pairs(S.tasks_seen) do tasks[#tasks + 1] = task end
+            for _, task in ipairs(tasks) do S.forget_task(task) end
+        end
+    else
+        topo.forget_all = function() end
     end
     return { sources = sources, sinks = sinks }
 end
