@@ -205,10 +205,17 @@ int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf
         }
         /* a quiet stream (stdin): wall-clock work and reloads go on meanwhile */
         struct pollfd pfd = {fd, POLLIN, 0};
-        while (!*conf->stop && poll(&pfd, 1, 100) == 0) {
+        int pr;
+        while (!*conf->stop && (pr = poll(&pfd, 1, 100)) <= 0) {
+            if (pr < 0 && errno != EINTR) {
+                break;                          /* let read() report it */
+            }
             if ((rc = between_batches(&rd, errstr, errstr_size))) {
                 goto stopped;
             }
+        }
+        if (*conf->stop) {
+            break;                              /* SIGINT/SIGTERM: no new read */
         }
         ssize_t n = read(fd, buf + len, cap - len - 1);
         if (n < 0) {

@@ -9,6 +9,7 @@
 #include "eddy.h"
 #include "eddy_log.h"
 #include "eddy_metrics.h"
+#include "eddy_deploy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +28,13 @@ struct eddy_reload {
     int       fd;              /* inotify, -1 without --watch */
     int64_t   changed_at;      /* when a watched file last changed; 0: no change pending */
     char      version[17];     /* of the running script */
+    eddy_deploy *deploy;       /* the control topic, or NULL */
 };
+
+void eddy_reload_set_deploy(eddy_reload *rl, eddy_deploy *d)
+{
+    rl->deploy = d;
+}
 
 static int64_t mono_ms(void)
 {
@@ -125,6 +132,14 @@ static void drain(eddy_reload *rl)
 eddy_job *eddy_reload_poll(eddy_reload *rl, eddy_job *running)
 {
     int asked = 0;
+    if (rl->deploy) {
+        char v[17];
+        const char *path = eddy_deploy_poll(rl->deploy, 0, v);
+        if (path && strcmp(v, eddy_job_version(running)) != 0) {
+            eddy_log_info("deploy: version %s published on the control topic", v);
+            return eddy_reload_load(rl, path, v, running);
+        }
+    }
     if (rl->conf.hup && *rl->conf.hup) {
         *rl->conf.hup = 0;
         asked = 1;
@@ -145,11 +160,18 @@ eddy_job *eddy_reload_poll(eddy_reload *rl, eddy_job *running)
     if (!asked) {
         return NULL;
     }
-    int64_t t0 = mono_ms();
-    char version[17], errstr[2048];
+    char version[17];
     eddy_reload_version(rl->script, version);
+    return eddy_reload_load(rl, rl->script, version, running);
+}
+
+eddy_job *eddy_reload_load(eddy_reload *rl, const char *path, const char *version,
+                           eddy_job *running)
+{
+    int64_t t0 = mono_ms();
+    char errstr[2048];
     eddy_job *next = NULL;
-    int rc = eddy_job_load(&next, rl->script, rl->lua_dir, errstr, sizeof errstr);
+    int rc = eddy_job_load(&next, path, rl->lua_dir, errstr, sizeof errstr);
     if (rc == 0) {
         rc = eddy_job_configure(next, rl->app_id, rl->conf.kafka, rl->conf.partitions, errstr,
                                 sizeof errstr);

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include "eddy_job.h"
+#include "eddy_deploy.h"
 
 typedef struct eddy_reload eddy_reload;
 
@@ -37,6 +38,16 @@ void eddy_reload_destroy(eddy_reload *rl);
  * @returns a new generation ready to swap in (owned by the caller), or NULL.
  */
 eddy_job *eddy_reload_poll(eddy_reload *rl, eddy_job *running);
+
+/** @brief Also take versions published with `eddy deploy` (borrowed). */
+void eddy_reload_set_deploy(eddy_reload *rl, eddy_deploy *d);
+
+/**
+ * @brief Load @p path as version @p version and check it against @p running.
+ * @returns the new generation, or NULL (refused: logged with the reason).
+ */
+eddy_job *eddy_reload_load(eddy_reload *rl, const char *path, const char *version,
+                           eddy_job *running);
 
 /** @brief The content hash naming a script version (16 hex digits). */
 void eddy_reload_version(const char *script, char out[17]);

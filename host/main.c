@@ -14,6 +14,7 @@
 #include "eddy_sink.h"
 #include "eddy_state.h"
 #include "eddy_reload.h"
+#include "eddy_deploy.h"
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -68,6 +69,7 @@ static const char *main_help =
     "  eddy run SCRIPT [options]    run a job until stopped (Kafka) or until input ends (file)\n"
     "  eddy check SCRIPT            load and validate a script; print its topology\n"
     "  eddy broker [options]        start the embedded development broker\n"
+    "  eddy deploy SCRIPT --brokers B  publish a signed script version to every instance\n"
     "  eddy version                 print the version\n"
     "\n"
     "eddy COMMAND --help shows the options of a command.\n";
@@ -86,6 +88,8 @@ static const char *run_help =
     "  --guarantee G             at_least_once (default)\n"
     "  --commit-interval MS      Kafka mode: how often outputs are flushed and offsets committed (1000)\n"
     "  -X key=value              any librdkafka property (repeatable)\n"
+    "  --watch / --no-watch      reload when the script is saved (default: on); SIGHUP reloads too\n"
+    "  --allow-unsigned-deploy   accept unsigned versions from the control topic (development only)\n"
     "  --quiet                   only warnings and errors on stderr\n"
     "\n"
     "Every option can also be set in the script: eddy.job{ name=..., brokers=..., ... }.\n"
@@ -262,6 +266,7 @@ typedef struct run_opts {
     int partitions;
     int quiet;
     int watch;                 /* 1 on, 0 off, -1 not given */
+    int allow_unsigned;
     const char *props[128];
     int nprops;
 } run_opts;
@@ -293,6 +298,10 @@ static int cmd_run(int argc, char **argv)
         }
         if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             o.quiet = 1;
+            continue;
+        }
+        if (!strcmp(a, "--allow-unsigned-deploy")) {
+            o.allow_unsigned = 1;
             continue;
         }
         if (!strcmp(a, "--watch") || !strcmp(a, "--no-watch")) {
@@ -440,6 +449,36 @@ static int cmd_run(int argc, char **argv)
     }
     eddy_log_info("job %s: version %s%s", eddy_job_name(job), version,
                   watch ? "; reloads when the script is saved (or on SIGHUP)" : "; reloads on SIGHUP");
+    eddy_deploy *deploy = NULL;
+    if (!input_buf[0]) {
+        /* follow <app>-control: every instance runs the latest published version */
+        char ddir[PATH_MAX + 300];
+        const char *sd = pick(o.state_dir, job, "state_dir", "./.eddy-state");
+        snprintf(ddir, sizeof ddir, "%s/%s", sd, app_buf);
+        char cmd_dir[PATH_MAX + 320];
+        snprintf(cmd_dir, sizeof cmd_dir, "%s/deploy", ddir);
+        mkdir(sd, 0755);
+        mkdir(ddir, 0755);
+        const char *key = getenv("EDDY_DEPLOY_KEY");
+        if (eddy_deploy_follow(&deploy, brokers_buf, app_buf, cmd_dir, key && *key ? key : NULL,
+                               o.allow_unsigned, o.props, o.nprops, errstr, sizeof errstr) != 0) {
+            eddy_log_warn("deploy: cannot follow %s-control: %s", app_buf, errstr);
+            deploy = NULL;
+        } else {
+            char v[17];
+            const char *path = eddy_deploy_poll(deploy, 3000, v);
+            if (path && strcmp(v, version) != 0) {
+                eddy_log_info("deploy: version %s is the latest on %s-control; starting with it", v,
+                              app_buf);
+                eddy_job *next = eddy_reload_load(reload, path, v, job);
+                if (next) {
+                    eddy_job_destroy(job);
+                    job = next;
+                }
+            }
+            eddy_reload_set_deploy(reload, deploy);
+        }
+    }
     eddy_state *state = NULL;
     if (eddy_job_stateful(job)) {
         char dir[PATH_MAX + 256];
@@ -509,6 +548,7 @@ static int cmd_run(int argc, char **argv)
     }
     eddy_state_close(state);
     eddy_reload_destroy(reload);
+    eddy_deploy_destroy(deploy);
     eddy_job_destroy(job);
     if (rc == EDDY_EUSAGE) {
         fprintf(stderr, "eddy run: %s\n", errstr);
@@ -519,6 +559,91 @@ static int cmd_run(int argc, char **argv)
         return EDDY_EXIT_FATAL;
     }
     return EDDY_EXIT_OK;
+}
+
+static const char *deploy_help =
+    "usage: eddy deploy SCRIPT --brokers LIST [--app-id ID] [-X key=value]... [--unsigned]\n"
+    "\n"
+    "Check SCRIPT (as `eddy check` does), then publish it to the job's control topic\n"
+    "<app-id>-control. Every running instance of the job (`eddy run --brokers ...`)\n"
+    "follows that topic and reloads to the new version; an instance started later\n"
+    "starts with the latest version. Versions are named by content hash and signed\n"
+    "with HMAC-SHA256 under the key in EDDY_DEPLOY_KEY; instances verify with the\n"
+    "same key and refuse anything unsigned or mis-signed unless they run with\n"
+    "--allow-unsigned-deploy (development only). --unsigned publishes without a key.\n";
+
+static int cmd_deploy(int argc, char **argv)
+{
+    const char *script = NULL, *brokers = NULL, *app_id = NULL;
+    const char *props[128];
+    int nprops = 0, unsigned_ok = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(deploy_help, stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--unsigned")) {
+            unsigned_ok = 1;
+            continue;
+        }
+        if ((!strcmp(a, "--brokers") || !strcmp(a, "--app-id") || !strcmp(a, "-X")) && i + 1 >= argc) {
+            return usage_error("deploy", "%s needs a value", a);
+        }
+        if (!strcmp(a, "--brokers")) {
+            brokers = argv[++i];
+        } else if (!strcmp(a, "--app-id")) {
+            app_id = argv[++i];
+        } else if (!strcmp(a, "-X")) {
+            if (nprops == 128) {
+                return usage_error("deploy", "%s", "too many -X");
+            }
+            props[nprops++] = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("deploy", "unknown option %s", a);
+        } else if (!script) {
+            script = a;
+        } else {
+            return usage_error("deploy", "unexpected argument %s", a);
+        }
+    }
+    if (!script) {
+        return usage_error("deploy", "%s", "a SCRIPT is required");
+    }
+    const char *key = getenv("EDDY_DEPLOY_KEY");
+    if ((!key || !*key) && !unsigned_ok) {
+        fprintf(stderr, "eddy deploy: EDDY_DEPLOY_KEY is not set: instances refuse unsigned "
+                        "versions (use --unsigned only with --allow-unsigned-deploy instances)\n");
+        return EDDY_EXIT_USAGE;
+    }
+    eddy_job *job;
+    int rc = load_job("deploy", script, &job);
+    if (rc) {
+        return rc;
+    }
+    if (!brokers) {
+        brokers = eddy_job_option(job, "brokers");
+    }
+    if (!brokers) {
+        eddy_job_destroy(job);
+        return usage_error("deploy", "%s", "--brokers is required");
+    }
+    char app[256], brk[1024], version[17], errstr[1024];
+    snprintf(app, sizeof app, "%s", app_id ? app_id : (eddy_job_option(job, "app_id")
+                                                         ? eddy_job_option(job, "app_id")
+                                                         : eddy_job_name(job)));
+    snprintf(brk, sizeof brk, "%s", brokers);
+    eddy_job_destroy(job);
+    eddy_reload_version(script, version);
+    rc = eddy_deploy_publish(script, version, brk, app, (key && *key) ? key : NULL, props, nprops,
+                             errstr, sizeof errstr);
+    if (rc) {
+        fprintf(stderr, "eddy deploy: %s\n", errstr);
+        return EDDY_EXIT_FATAL;
+    }
+    printf("deployed %s (%s) to %s-control%s\n", version, script, app,
+           (key && *key) ? ", signed" : ", UNSIGNED");
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -540,6 +665,9 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "broker")) {
         return cmd_broker(argc - 2, argv + 2);
+    }
+    if (!strcmp(cmd, "deploy")) {
+        return cmd_deploy(argc - 2, argv + 2);
     }
     fprintf(stderr, "eddy: unknown command %s (try: eddy --help)\n", cmd);
     return EDDY_EXIT_USAGE;

@@ -83,7 +83,7 @@ end
 -- Stores (LMDB, per task):
 --   <store>      wid .. be8(start)              -> be8(max ts) .. agg   (time windows, sliding)
 --                wid .. be8(end) .. be8(start)  -> agg                  (sessions)
---   <store>#idx  be8(end) .. wid .. be8(start)  -> ""   (end: window end; stop for
+--   <store>#idx  be8(end) .. kb .. be4(#kb) .. be8(start) -> ""   (end: window end; stop for
 --                time windows, inclusive end for sliding, last ts for sessions)
 --                "\255emitted" -> be8(bound)     (sliding + final: finals sent below bound)
 -- where wid = be4(#kb) .. kb, kb the encoded group key (length-prefixed, so a key's
@@ -210,9 +210,14 @@ function _M.build(node, ctx)
         expire_below = closed_below
     end
 
+    -- Index keys: be8(end) .. kb .. be4(#kb) .. be8(start): windows that close
+    -- together come out in key byte order (Kafka Streams' suppress order).
+    local function idx_key(e, wid, start)
+        return be8(e) .. sub(wid, 5) .. sub(wid, 1, 4) .. be8(start)
+    end
     local function main_key_of(ik)         -- index key -> main store key, wid, start, end
         local e = unbe8(ik, 1)
-        local wid = sub(ik, 9, #ik - 8)
+        local wid = sub(ik, #ik - 11, #ik - 8) .. sub(ik, 9, #ik - 12)
         local s = unbe8(ik, #ik - 7)
         if kind == "session" then return wid .. be8(e) .. be8(s), wid, s, e end
         return wid .. be8(s), wid, s, e
@@ -243,7 +248,7 @@ function _M.build(node, ctx)
     -- comparison instead of an index scan.
     local next_end = {}
     local function idx_add(e, wid, start)
-        idx:raw_put(be8(e) .. wid .. be8(start), "")
+        idx:raw_put(idx_key(e, wid, start), "")
         local ne = next_end[S.task]
         if ne and e < ne then next_end[S.task] = e end
     end
@@ -481,7 +486,7 @@ function _M.build(node, ctx)
         if not (ms == ts and me == ts) then
             for _, m in ipairs(merged) do
                 store:raw_delete(m[1])
-                idx:raw_delete(be8(m[3]) .. wid .. be8(m[2]))
+                idx:raw_delete(idx_key(m[3], wid, m[2]))
                 if not final then out(k, nil, rec, m[3], m[2], m[3]) end
             end
         end

@@ -13,7 +13,8 @@ function _M.rng(seed)
         return s
     end
     --- an integer in [lo, hi]
-    function r.int(lo, hi) return lo + r.next() % (hi - lo + 1) end
+    --- (from the high bits: an LCG's low bits repeat with a tiny period)
+    function r.int(lo, hi) return lo + math.floor(r.next() / 2147483648 * (hi - lo + 1)) end
     function r.pick(list) return list[r.int(1, #list)] end
     function r.chance(p) return r.next() / 2147483648 < p end
     return r
