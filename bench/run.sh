@@ -9,4 +9,5 @@ mkdir -p build/bench
 cc -O2 -g -Wall -Wextra -o build/bench/passthrough bench/passthrough.c \
     $(pkg-config --cflags --libs rdkafka)
 # confluent_kafka is installed for Debian's python only
-exec /usr/bin/python3 bench/bench.py
+/usr/bin/python3 bench/bench.py
+sh bench/reload.sh | tee -a build/bench/summary.txt

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_TOPICS 256
 
@@ -557,4 +558,26 @@ void eddy_job_forget_all(eddy_job *job)
         eddy_log_warn("forget: %s", lua_tostring(job->L, -1));
     }
     lua_settop(job->L, 0);
+}
+
+int eddy_job_check_examples(eddy_job *job, char *errstr, size_t errstr_size)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) {
+        return 0;
+    }
+    exe[n] = '\0';
+    lua_pushstring(job->L, exe);
+    lua_pushstring(job->L, job->script);
+    int rc = 0;
+    if (topo_call(job, "run_examples", 2, 1) != 0) {
+        errline(job->L, errstr, errstr_size);
+        rc = EDDY_ESCRIPT;
+    } else if (!lua_isnil(job->L, -1)) {
+        snprintf(errstr, errstr_size, "%s", lua_tostring(job->L, -1));
+        rc = EDDY_ESCRIPT;
+    }
+    lua_settop(job->L, 0);
+    return rc;
 }

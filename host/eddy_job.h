@@ -93,6 +93,13 @@ int eddy_job_compatible(eddy_job *next, eddy_job *running, char *errstr, size_t 
 const char *eddy_job_version(const eddy_job *job);
 void        eddy_job_set_version(eddy_job *job, const char *version);
 
+/**
+ * @brief Run the script's job:example{...} cases through this binary in file
+ *        mode (a scratch state). @returns 0, or EDDY_ESCRIPT with the first
+ *        difference in @p errstr. A job without examples passes.
+ */
+int eddy_job_check_examples(eddy_job *job, char *errstr, size_t errstr_size);
+
 /** @brief Forget every task's in-memory state (it is reread from LMDB). */
 void eddy_job_forget_all(eddy_job *job);
 

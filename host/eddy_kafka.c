@@ -29,6 +29,7 @@ static int64_t mono_ms(void)
 /* ---- producer sink ---- */
 
 #define STOP_FLUSH_MS 10000   /* after a stop, wait at most this long for acknowledgements */
+#define STOP_COMMIT_MS 6000   /* ... and this long for a group in rebalance to take a commit */
 
 #define SINK_TOPICS 64
 
@@ -676,7 +677,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     eddy_log_info("job %s: stopping: committing and leaving the group", eddy_job_name(job));
     rc = commit(&r);
     /* a commit refused during a rebalance: let the group settle, then retry */
-    for (int64_t until = mono_ms() + STOP_FLUSH_MS; rc == 0 && r.pending && mono_ms() < until;) {
+    for (int64_t until = mono_ms() + STOP_COMMIT_MS; rc == 0 && r.pending && mono_ms() < until;) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(r.consumer, 100);
         if (m) {
             rd_kafka_message_destroy(m);    /* not processed: its offset is not committed */
@@ -687,7 +688,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     }
     if (rc == 0 && r.pending) {
         snprintf(errstr, errstr_size, "could not commit the offsets of processed records within "
-                 "%d s of the stop; they will be processed again on restart", STOP_FLUSH_MS / 1000);
+                 "%d s of the stop; they will be processed again on restart", STOP_COMMIT_MS / 1000);
         rc = EDDY_EKAFKA;
     }
 out_noncommit:

@@ -179,6 +179,12 @@ eddy_job *eddy_reload_load(eddy_reload *rl, const char *path, const char *versio
     if (rc == 0) {
         rc = eddy_job_compatible(next, running, errstr, sizeof errstr);
     }
+    if (rc == 0 && eddy_job_check_examples(next, errstr, sizeof errstr) != 0) {
+        char tmp[2048];
+        snprintf(tmp, sizeof tmp, "its examples fail: %.1900s", errstr);
+        snprintf(errstr, sizeof errstr, "%s", tmp);
+        rc = EDDY_ESCRIPT;
+    }
     if (rc != 0) {
         eddy_stats.reloads_refused++;
         eddy_log_error("reload %s refused, %s keeps running: %s", version,

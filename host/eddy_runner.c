@@ -242,8 +242,16 @@ static void roll_back(eddy_runner *r, const char *why)
     drop_job(r, failed);
 }
 
+static double now_ms_f(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 void eddy_runner_swap(eddy_runner *r, eddy_job *next, int rollback_errors)
 {
+    double t0 = now_ms_f();
     if (r->prev) {
         drop_job(r, r->prev);                /* the one before is not needed any more */
     }
@@ -256,11 +264,12 @@ void eddy_runner_swap(eddy_runner *r, eddy_job *next, int rollback_errors)
     r->last_fail = -2;
     r->rollback_errors = rollback_errors > 0 ? rollback_errors : 10;
     eddy_stats.reloads_ok++;
-    eddy_log_info("reload %s swapped in (was %s)", eddy_job_version(next), eddy_job_version(old));
     char err[1024];
     eddy_batch *b = eddy_job_batch(next);
     eddy_batch_reset(b);
     b->state = r->state;
+    eddy_log_info("reload %s swapped in (was %s) in %.3f ms", eddy_job_version(next),
+                  eddy_job_version(old), now_ms_f() - t0);
     if (eddy_job_on_reload(next, eddy_job_version(old), err, sizeof err) != 0) {
         eddy_stats.reloads_ok--;
         roll_back(r, err);

@@ -165,6 +165,12 @@ static int load_job(const char *cmd, const char *script, eddy_job **job)
         fprintf(stderr, "eddy %s: %s\n", cmd, errstr);
         return EDDY_EXIT_FATAL;
     }
+    if (eddy_job_check_examples(*job, errstr, sizeof errstr) != 0) {
+        fprintf(stderr, "eddy %s: %s: refused by its examples: %s\n", cmd, script, errstr);
+        eddy_job_destroy(*job);
+        *job = NULL;
+        return EDDY_EXIT_FATAL;
+    }
     return 0;
 }
 

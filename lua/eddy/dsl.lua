@@ -287,6 +287,20 @@ function Job:source(topics, opts)
     return new_stream(self, node)
 end
 
+--- An example that gates every load of this script: the input records run
+--- through the real engine (file mode, a scratch state) and the outputs must be
+--- exactly `output` = { topic = { {k, v}, ... } }; otherwise the version is
+--- refused with the difference.
+function Job:example(ex)
+    if type(ex) ~= "table" or type(ex.input) ~= "table" or type(ex.output) ~= "table" then
+        error("example: expected { input = { {k, v, ts}, ... }, output = { topic = { {k, v}, ... } } }", 2)
+    end
+    self.examples = self.examples or {}
+    ex.line = where(3)
+    self.examples[#self.examples + 1] = ex
+    return self
+end
+
 function Job:on_reload(fn)
     check_fn(fn, "on_reload")
     self.reload_hook = fn

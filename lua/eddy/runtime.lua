@@ -185,6 +185,7 @@ function _M.prepare(job, batch_ud)
         return _M.compile(job, B, topo, app_id, kafka, partitions)
     end
     topo.signature = function() return _M.signature(job) end
+    topo.run_examples = function(exe, script) return _M.run_examples(job, exe, script) end
     topo.compatible = function(old) return _M.compatible(job, old) end
     topo.on_reload = function(old_version)
         if job.reload_hook then job.reload_hook({ job = job.name }, old_version) end
@@ -221,6 +222,116 @@ function _M.signature(job)
     for name, kind in pairs(store_kinds(job)) do lines[#lines + 1] = "store\t" .. name .. "\t" .. kind end
     table.sort(lines)
     return table.concat(lines, "\n")
+end
+
+-- Examples ------------------------------------------------------------------
+
+local function sh_quote(x) return "'" .. tostring(x):gsub("'", "'\\''") .. "'" end
+
+local function as_bytes(v, cjson)
+    if v == nil then return nil end
+    if type(v) == "string" then return v end
+    if type(v) == "number" or type(v) == "boolean" then return tostring(v) end
+    return cjson.encode(v)
+end
+
+local function deep_equal(a, b)
+    if type(a) ~= type(b) then return false end
+    if type(a) ~= "table" then return a == b end
+    for k, v in pairs(a) do if not deep_equal(v, b[k]) then return false end end
+    for k in pairs(b) do if a[k] == nil then return false end end
+    return true
+end
+
+local function matches(want, got, cjson)
+    if want == nil then return got == nil end
+    if got == nil then return false end
+    if type(want) == "table" then
+        local ok, v = pcall(cjson.decode, got)
+        return ok and deep_equal(want, v)
+    end
+    if type(want) == "number" then return tonumber(got) == want end
+    return tostring(want) == got
+end
+
+local function show(v)
+    if v == nil then return "nil" end
+    if type(v) == "string" then return ("%q"):format(v) end
+    if type(v) == "table" then return require("cjson").encode(v) end
+    return tostring(v)
+end
+
+--- Run the job's examples through the real engine (this binary, file mode, a
+--- scratch state dir). Returns nil, or the first difference.
+function _M.run_examples(job, exe, script)
+    if not job.examples or os.getenv("EDDY_EXAMPLES") == "off" then return nil end
+    local cjson = require "cjson"
+    local tmp = io.popen("mktemp -d /tmp/eddy-example.XXXXXX"):read("*l")
+    if not tmp then return "examples: cannot make a scratch directory" end
+    local problem
+    for i, ex in ipairs(job.examples) do
+        local lines = {}
+        for j, r in ipairs(ex.input) do
+            local e = { topic = r.topic or job.sources[1].topic, payload = as_bytes(r[2], cjson) or cjson.null,
+                key = as_bytes(r[1], cjson) or cjson.null, ts = r[3] or (1700000000000 + j) }
+            lines[j] = cjson.encode(e)
+        end
+        local f = io.open(tmp .. "/in.jsonl", "w")
+        f:write(table.concat(lines, "\n"), "\n")
+        f:close()
+        os.execute("rm -rf " .. sh_quote(tmp .. "/state"))
+        local cmd = ("EDDY_EXAMPLES=off timeout 20 %s run %s --input %s --output %s --dlq %s --state-dir %s "
+            .. "--no-watch --quiet --app-id eddy-example > %s 2>&1"):format(sh_quote(exe), sh_quote(script),
+            sh_quote(tmp .. "/in.jsonl"), sh_quote(tmp .. "/out.jsonl"), sh_quote(tmp .. "/dlq.jsonl"),
+            sh_quote(tmp .. "/state"), sh_quote(tmp .. "/log"))
+        os.execute(cmd)
+        local got = {}
+        local of = io.open(tmp .. "/out.jsonl")
+        for line in (of and of:read("*a") or ""):gmatch("[^\n]+") do
+            local e = cjson.decode(line)
+            got[e.topic] = got[e.topic] or {}
+            local t = got[e.topic]
+            t[#t + 1] = { e.key ~= cjson.null and e.key or nil, e.payload ~= cjson.null and e.payload or nil }
+        end
+        if of then of:close() end
+        local df = io.open(tmp .. "/dlq.jsonl")
+        local dlq = df and df:read("*a") or ""
+        if df then df:close() end
+        local where = ("example %d (%s)"):format(i, ex.line)
+        if dlq ~= "" then
+            local e = cjson.decode(dlq:match("[^\n]+"))
+            local msg = ""
+            for j = 1, #(e.headers or {}), 2 do
+                if e.headers[j] == "eddy.error" then msg = e.headers[j + 1] end
+            end
+            problem = where .. ": a record failed: " .. msg
+            break
+        end
+        for topic, want in pairs(ex.output) do
+            local have = got[topic] or {}
+            for j = 1, math.max(#want, #have) do
+                local w, g = want[j], have[j]
+                if not w or not g or not matches(w[1], g[1], cjson) or not matches(w[2], g[2], cjson) then
+                    problem = ("%s: topic %s, record %d: expected %s, got %s"):format(where, topic, j,
+                        w and ("{" .. show(w[1]) .. ", " .. show(w[2]) .. "}") or "nothing",
+                        g and ("{" .. show(g[1]) .. ", " .. show(g[2]) .. "}") or "nothing")
+                    break
+                end
+            end
+            if problem then break end
+        end
+        if not problem then
+            for topic in pairs(got) do
+                if not ex.output[topic] then
+                    problem = ("%s: unexpected output to topic %s"):format(where, topic)
+                    break
+                end
+            end
+        end
+        if problem then break end
+    end
+    os.execute("rm -rf " .. sh_quote(tmp))
+    return problem
 end
 
 --- nil when a job with signature `old` may be replaced by this one; otherwise
