@@ -581,3 +581,19 @@ int eddy_job_check_examples(eddy_job *job, char *errstr, size_t errstr_size)
     lua_settop(job->L, 0);
     return rc;
 }
+
+static int interrupt_ms;
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "the handler did not return within %d ms (the watchdog interrupted it)",
+               interrupt_ms);
+}
+
+void eddy_job_interrupt(eddy_job *job, int timeout_ms)
+{
+    interrupt_ms = timeout_ms;
+    lua_sethook(job->L, interrupt_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+}

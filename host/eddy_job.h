@@ -100,6 +100,13 @@ void        eddy_job_set_version(eddy_job *job, const char *version);
  */
 int eddy_job_check_examples(eddy_job *job, char *errstr, size_t errstr_size);
 
+/**
+ * @brief From another thread: make the running Lua code raise an error at its
+ *        next hook check ("did not return within N ms"). Compiled traces do
+ *        not check hooks. @locality any thread
+ */
+void eddy_job_interrupt(eddy_job *job, int timeout_ms);
+
 /** @brief Forget every task's in-memory state (it is reread from LMDB). */
 void eddy_job_forget_all(eddy_job *job);
 

@@ -6,6 +6,7 @@
 #include "eddy_log.h"
 #include "eddy_metrics.h"
 #include "eddy_state.h"
+#include "eddy_watchdog.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -314,7 +315,9 @@ static int process_once(eddy_runner *r)
     if (r->state) {
         eddy_state_begin_batch(r->state);
     }
+    eddy_watchdog_enter(r->job);
     int failed = eddy_job_run_batch(r->job, on_record_error, r);
+    eddy_watchdog_leave();
     if (failed && r->state && eddy_state_failed(r->state)) {
         return failed;     /* no outputs: the state behind them will not be committed */
     }
@@ -362,7 +365,10 @@ int eddy_runner_tick(eddy_runner *r)
         eddy_state_begin_batch(r->state);
     }
     char err[2048];
-    if (eddy_job_tick(r->job, err, sizeof err) != 0) {
+    eddy_watchdog_enter(r->job);
+    int trc = eddy_job_tick(r->job, err, sizeof err);
+    eddy_watchdog_leave();
+    if (trc != 0) {
         eddy_stats.errors++;
         eddy_log_error("job %s: a scheduled handler failed: %s", eddy_job_name(r->job), err);
         if (r->state) {

@@ -15,6 +15,7 @@
 #include "eddy_state.h"
 #include "eddy_reload.h"
 #include "eddy_deploy.h"
+#include "eddy_watchdog.h"
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -485,6 +486,12 @@ static int cmd_run(int argc, char **argv)
             eddy_reload_set_deploy(reload, deploy);
         }
     }
+    int handler_timeout = 30000;
+    const char *ht = eddy_job_option(job, "handler_timeout");
+    if (ht) {
+        handler_timeout = atoi(ht);     /* ms; 0 turns the watchdog off */
+    }
+    eddy_watchdog_start(handler_timeout);
     eddy_state *state = NULL;
     if (eddy_job_stateful(job)) {
         char dir[PATH_MAX + 256];
@@ -552,6 +559,7 @@ static int cmd_run(int argc, char **argv)
                       (unsigned long long)eddy_stats.errors,
                       (unsigned long long)eddy_stats.dead_lettered);
     }
+    eddy_watchdog_stop();
     eddy_state_close(state);
     eddy_reload_destroy(reload);
     eddy_deploy_destroy(deploy);

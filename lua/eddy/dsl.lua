@@ -235,7 +235,7 @@ local job_options = {
     state_dir = "string", guarantee = "string", on_error = "string", watch = "boolean",
     http = "string", threads = "number", commit_interval = "string|number",
     kafka = "table", idle_advance = "string|number", reload_rollback_errors = "number",
-    state_map_size = "number",
+    state_map_size = "number", handler_timeout = "number",
 }
 
 function _M.job(opts)

@@ -1,0 +1,84 @@
+/*
+ * eddy_watchdog — see eddy_watchdog.h.
+ */
+#include "eddy_watchdog.h"
+#include "eddy.h"
+#include "eddy_log.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Atomic(eddy_job *) current;
+static atomic_llong since_ms;          /* 0: not in Lua */
+static atomic_int running;
+static int timeout;
+static pthread_t thread;
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void eddy_watchdog_enter(eddy_job *job)
+{
+    atomic_store(&current, job);
+    atomic_store(&since_ms, mono_ms());
+}
+
+void eddy_watchdog_leave(void)
+{
+    atomic_store(&since_ms, 0);
+}
+
+static void *watch(void *arg)
+{
+    (void)arg;
+    long long interrupted_at = 0;
+    while (atomic_load(&running)) {
+        usleep(100 * 1000);
+        long long s = atomic_load(&since_ms);
+        if (!s) {
+            interrupted_at = 0;
+            continue;
+        }
+        long long busy = mono_ms() - s;
+        eddy_job *job = atomic_load(&current);
+        if (busy >= timeout && !interrupted_at && job) {
+            interrupted_at = s;
+            eddy_log_error("watchdog: a handler of version %s has not returned for %lld ms: "
+                           "interrupting it", eddy_job_version(job), busy);
+            eddy_job_interrupt(job, timeout);
+        } else if (busy >= 2LL * timeout && interrupted_at == s) {
+            eddy_log_error("watchdog: FATAL: a handler of version %s has not returned for %lld ms "
+                           "and cannot be interrupted (a compiled endless loop?): the job stops "
+                           "(exit 1) without committing; fix the script (eddy check) and restart",
+                           job ? eddy_job_version(job) : "?", busy);
+            _exit(EDDY_EXIT_FATAL);
+        }
+    }
+    return NULL;
+}
+
+int eddy_watchdog_start(int timeout_ms)
+{
+    if (timeout_ms <= 0) {
+        return 0;
+    }
+    timeout = timeout_ms;
+    atomic_store(&running, 1);
+    return pthread_create(&thread, NULL, watch, NULL);
+}
+
+void eddy_watchdog_stop(void)
+{
+    if (atomic_load(&running)) {
+        atomic_store(&running, 0);
+        pthread_join(thread, NULL);
+    }
+}
