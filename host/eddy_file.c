@@ -35,9 +35,7 @@ typedef struct reader {
 
 static int64_t now_ms(void)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    return eddy_wall_ms();
 }
 
 static int64_t take_offset(reader *rd, int source, int32_t partition, int64_t given)
@@ -257,6 +255,10 @@ int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf
         }
         memmove(buf, buf + pos, len - pos);
         len -= pos;
+    }
+    /* the end of the input: one last tick (wall-clock schedules due now) */
+    if (!*conf->stop && (rc = eddy_runner_tick(runner))) {
+        goto stopped;
     }
     goto done;
 

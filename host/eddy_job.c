@@ -597,3 +597,19 @@ void eddy_job_interrupt(eddy_job *job, int timeout_ms)
     interrupt_ms = timeout_ms;
     lua_sethook(job->L, interrupt_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
 }
+
+int eddy_job_dump(eddy_job *job, const char *store, const char *k, size_t klen, const char *v,
+                  size_t vlen, char *out, size_t out_size)
+{
+    lua_State *L = job->L;
+    lua_pushstring(L, store);
+    lua_pushlstring(L, k, klen);
+    lua_pushlstring(L, v, vlen);
+    int n = 0;
+    if (topo_call(job, "dump", 3, 1) == 0 && lua_isstring(L, -1)) {
+        snprintf(out, out_size, "%s", lua_tostring(L, -1));
+        n = 1;
+    }
+    lua_settop(L, 0);
+    return n;
+}

@@ -107,6 +107,13 @@ int eddy_job_check_examples(eddy_job *job, char *errstr, size_t errstr_size);
  */
 void eddy_job_interrupt(eddy_job *job, int timeout_ms);
 
+/**
+ * @brief One raw entry of @p store as a JSON object (key, value, window for
+ *        windowed stores), in @p out; 0 when the entry is internal or expired.
+ */
+int eddy_job_dump(eddy_job *job, const char *store, const char *k, size_t klen, const char *v,
+                  size_t vlen, char *out, size_t out_size);
+
 /** @brief Forget every task's in-memory state (it is reread from LMDB). */
 void eddy_job_forget_all(eddy_job *job);
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
 
 #define MAX_TASKS  4096
 #define MAX_DBS    64
@@ -619,4 +620,63 @@ int64_t eddy_kv_del_range(eddy_batch *b, int32_t task_id, int32_t db, const char
 const char *eddy_kv_error(eddy_batch *b)
 {
     return STATE(b)->err;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int eddy_state_scan(const char *dir, const char *store, eddy_state_scan_cb *cb, void *opaque,
+                    char *errstr, size_t errstr_size)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        int err = errno;
+        snprintf(errstr, errstr_size, "no state in %s: %s", dir, strerror(err));
+        return err;
+    }
+    char *names[MAX_TASKS];
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < MAX_TASKS) {
+        int s1, p1;
+        if (sscanf(de->d_name, "%d_%d", &s1, &p1) == 2) {
+            names[n++] = strdup(de->d_name);
+        }
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    int stop = 0;
+    for (int i = 0; i < n; i++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        MDB_env *env = NULL;
+        MDB_txn *txn = NULL;
+        MDB_dbi dbi;
+        MDB_cursor *cur = NULL;
+        if (stop || mdb_env_create(&env) || mdb_env_set_maxdbs(env, MAX_DBS) ||
+            mdb_env_open(env, path, MDB_RDONLY | MDB_NOTLS, 0644) ||
+            mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) || mdb_dbi_open(txn, store, 0, &dbi) ||
+            mdb_cursor_open(txn, dbi, &cur)) {
+            goto next;
+        }
+        MDB_val k, v;
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !stop;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            stop = cb(opaque, names[i], k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+        }
+    next:
+        if (cur) {
+            mdb_cursor_close(cur);
+        }
+        if (txn) {
+            mdb_txn_abort(txn);
+        }
+        if (env) {
+            mdb_env_close(env);
+        }
+        free(names[i]);
+    }
+    return 0;
 }

@@ -54,6 +54,18 @@ const char *eddy_state_failed(const eddy_state *st);
 /** @brief How many tasks have an open environment. */
 int  eddy_state_ntasks(const eddy_state *st);
 
+/** Called for each entry by eddy_state_scan; return non-zero to stop. */
+typedef int eddy_state_scan_cb(void *opaque, const char *task, const char *k, size_t klen,
+                               const char *v, size_t vlen);
+
+/**
+ * @brief Read store @p store of every task under @p dir (= state-dir/app-id),
+ *        read-only, in key order per task (for `eddy stores`).
+ * @returns 0, or an errno with the reason in @p errstr.
+ */
+int eddy_state_scan(const char *dir, const char *store, eddy_state_scan_cb *cb, void *opaque,
+                    char *errstr, size_t errstr_size);
+
 /* ---- called from Lua through the FFI; @p b is the batch (b->state is the state) ---- */
 
 /** @returns a store handle >= 0 for @p name in @p task, or -1 (eddy_kv_error says why). */

@@ -21,6 +21,9 @@
 #include <librdkafka/rdkafka.h>
 #include <limits.h>
 #include <luajit.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +74,8 @@ static const char *main_help =
     "  eddy check SCRIPT            load and validate a script; print its topology\n"
     "  eddy broker [options]        start the embedded development broker\n"
     "  eddy deploy SCRIPT --brokers B  publish a signed script version to every instance\n"
+    "  eddy test [SPEC...]          run busted specs with eddy and eddy.testing loaded\n"
+    "  eddy stores SCRIPT STORE     print a store's entries (read-only) as JSON lines\n"
     "  eddy version                 print the version\n"
     "\n"
     "eddy COMMAND --help shows the options of a command.\n";
@@ -575,6 +580,131 @@ static int cmd_run(int argc, char **argv)
     return EDDY_EXIT_OK;
 }
 
+static const char *test_help =
+    "usage: eddy test [SPEC...] [busted options]\n"
+    "\n"
+    "Run busted specs under eddy's LuaJIT with `eddy` and `eddy.testing` on the path\n"
+    "(default: the specs in ./spec). Exit status and output are busted's.\n";
+
+/* eddy test: busted (Debian's lua-busted) inside this binary's LuaJIT. */
+static int cmd_test(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(test_help, stdout);
+            return 0;
+        }
+    }
+    char lua_dir[PATH_MAX], exe[PATH_MAX];
+    if (find_lua_dir(lua_dir, sizeof lua_dir) != 0) {
+        fprintf(stderr, "eddy test: cannot find eddy's Lua modules (set EDDY_LUA_DIR)\n");
+        return EDDY_EXIT_FATAL;
+    }
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    setenv("EDDY_BIN", exe, 1);
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;./?.lua;./spec/?.lua;%s", lua_dir, lua_dir,
+                    lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+    lua_createtable(L, argc + 1, 1);
+    lua_pushstring(L, "busted");
+    lua_rawseti(L, -2, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setglobal(L, "arg");
+    const char *runner = "require('busted.runner')({ standalone = false })";
+    if (luaL_dostring(L, runner) != 0) {
+        fprintf(stderr, "eddy test: %s\n", lua_tostring(L, -1));
+        lua_close(L);
+        return EDDY_EXIT_FATAL;
+    }
+    lua_close(L);
+    return 0;
+}
+
+static const char *stores_help =
+    "usage: eddy stores SCRIPT STORE [--state-dir DIR] [--app-id ID]\n"
+    "\n"
+    "Print every entry of STORE, in every task of the job's state, as JSON lines\n"
+    "{\"task\":\"0_1\",\"key\":...,\"value\":...} (windowed stores add \"window\").\n"
+    "Read-only: safe while the job runs.\n";
+
+typedef struct dump_ctx {
+    eddy_job   *job;
+    const char *store;
+} dump_ctx;
+
+static int dump_entry(void *opaque, const char *task, const char *k, size_t klen, const char *v,
+                      size_t vlen)
+{
+    dump_ctx *d = opaque;
+    char line[65536];
+    if (eddy_job_dump(d->job, d->store, k, klen, v, vlen, line, sizeof line)) {
+        printf("{\"task\":\"%s\",%s\n", task, line + 1);
+    }
+    return 0;
+}
+
+static int cmd_stores(int argc, char **argv)
+{
+    const char *script = NULL, *store = NULL, *state_dir = NULL, *app_id = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(stores_help, stdout);
+            return 0;
+        }
+        if ((!strcmp(a, "--state-dir") || !strcmp(a, "--app-id")) && i + 1 >= argc) {
+            return usage_error("stores", "%s needs a value", a);
+        }
+        if (!strcmp(a, "--state-dir")) {
+            state_dir = argv[++i];
+        } else if (!strcmp(a, "--app-id")) {
+            app_id = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("stores", "unknown option %s", a);
+        } else if (!script) {
+            script = a;
+        } else if (!store) {
+            store = a;
+        } else {
+            return usage_error("stores", "unexpected argument %s", a);
+        }
+    }
+    if (!script || !store) {
+        return usage_error("stores", "%s", "SCRIPT and STORE are required");
+    }
+    setenv("EDDY_EXAMPLES", "off", 1);
+    eddy_job *job;
+    int rc = load_job("stores", script, &job);
+    if (rc) {
+        return rc;
+    }
+    char dir[PATH_MAX + 300], errstr[1024];
+    const char *app = app_id ? app_id : (eddy_job_option(job, "app_id") ? eddy_job_option(job, "app_id")
+                                                                        : eddy_job_name(job));
+    char appbuf[256];
+    snprintf(appbuf, sizeof appbuf, "%s", app);
+    const char *sd = state_dir ? state_dir : (eddy_job_option(job, "state_dir")
+                                              ? eddy_job_option(job, "state_dir") : "./.eddy-state");
+    snprintf(dir, sizeof dir, "%s/%s", sd, appbuf);
+    dump_ctx d = {job, store};
+    rc = eddy_state_scan(dir, store, dump_entry, &d, errstr, sizeof errstr);
+    eddy_job_destroy(job);
+    if (rc) {
+        fprintf(stderr, "eddy stores: %s\n", errstr);
+        return EDDY_EXIT_FATAL;
+    }
+    return 0;
+}
+
 static const char *deploy_help =
     "usage: eddy deploy SCRIPT --brokers LIST [--app-id ID] [-X key=value]... [--unsigned]\n"
     "\n"
@@ -682,6 +812,12 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "deploy")) {
         return cmd_deploy(argc - 2, argv + 2);
+    }
+    if (!strcmp(cmd, "test")) {
+        return cmd_test(argc - 2, argv + 2);
+    }
+    if (!strcmp(cmd, "stores")) {
+        return cmd_stores(argc - 2, argv + 2);
     }
     fprintf(stderr, "eddy: unknown command %s (try: eddy --help)\n", cmd);
     return EDDY_EXIT_USAGE;

@@ -186,6 +186,7 @@ function _M.prepare(job, batch_ud)
     end
     topo.signature = function() return _M.signature(job) end
     topo.run_examples = function(exe, script) return _M.run_examples(job, exe, script) end
+    topo.dump = function(store, k, v) return _M.dump(job, store, k, v) end
     topo.compatible = function(old) return _M.compatible(job, old) end
     topo.on_reload = function(old_version)
         if job.reload_hook then job.reload_hook({ job = job.name }, old_version) end
@@ -222,6 +223,60 @@ function _M.signature(job)
     for name, kind in pairs(store_kinds(job)) do lines[#lines + 1] = "store\t" .. name .. "\t" .. kind end
     table.sort(lines)
     return table.concat(lines, "\n")
+end
+
+-- `eddy stores`: one stored entry as JSON ----------------------------------
+
+local function unbe(s, i, n)
+    local x = 0
+    for j = i, i + n - 1 do x = x * 256 + s:byte(j) end
+    return x
+end
+
+--- The JSON line of one raw entry of `store`, or nil (internal or expired).
+function _M.dump(job, store, k, v)
+    local cjson = require "cjson"
+    local bdec = buffer.decode
+    local node
+    for _, n in ipairs(job.nodes) do
+        if n.kind == "aggregate" and n.store == store then node = n end
+    end
+    local function json(x)
+        local ok, s = pcall(cjson.encode, x)
+        return ok and s or cjson.encode(tostring(x))
+    end
+    if node and node.window then
+        local kind = node.window.kind
+        local klen = unbe(k, 1, 4)
+        local key = node.key_serde.decode(k:sub(5, 4 + klen))
+        local rest = k:sub(5 + klen)
+        local window, value
+        if kind == "session" then
+            window = { start = unbe(rest, 9, 8), stop = unbe(rest, 1, 8) }
+            value = bdec(v)
+        else
+            local start = unbe(rest, 1, 8)
+            local stop = kind == "sliding" and start + node.window.diff or start + node.window.size
+            window = { start = start, stop = stop }
+            value = bdec(v:sub(9))
+        end
+        return ('{"key":%s,"window":%s,"value":%s}'):format(json(key), json(window), json(value))
+    end
+    if k:sub(1, 1) ~= "=" then return nil end
+    local tag = v:byte(1)
+    local value
+    if tag == 116 then
+        if unbe(v, 2, 8) <= os.time() * 1000 then return nil end
+        value = bdec(v:sub(10))
+    else
+        value = bdec(v:sub(2))
+    end
+    local key = k:sub(2)
+    if node then
+        value = value[1]                     -- aggregates keep { value, timestamp }
+        key = node.key_serde.decode(key)
+    end
+    return ('{"key":%s,"value":%s}'):format(json(key), json(value))
 end
 
 -- Examples ------------------------------------------------------------------
