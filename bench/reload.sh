@@ -43,3 +43,28 @@ print("  swap at the batch boundary:                      p50 %.3f ms, p99 %.3f 
 print("  processing pause (load + check + swap), p99 %.1f ms; target p99 < 20 ms: %s" % (
     pct(load, 99) + pct(swap, 99), "PASS" if pct(load, 99) + pct(swap, 99) < 20 else "FAIL"))
 PY
+
+# Throughput while reloading: the same job over 1M records (file mode), once
+# quiet and once with a SIGHUP every 200 ms; the ratio is the dip.
+/usr/bin/python3 - "$dir/big.jsonl" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    for i in range(1000000):
+        f.write('{"key":"k%d","payload":"{\\"n\\":%d}"}\n' % (i % 1000, i))
+PY
+t() {
+    s=$(date +%s.%N)
+    build/eddy run "$dir/job.lua" --input "$dir/big.jsonl" --state-dir "$dir/state-$1" --output /dev/null --no-watch 2> "$dir/log-$1" &
+    p=$!
+    if [ "$1" = hup ]; then
+        sleep 0.2
+        while kill -HUP $p 2>/dev/null; do sleep 0.2; done
+    fi
+    wait $p
+    e=$(date +%s.%N)
+    echo "$s $e" | awk '{printf "%.3f", $2 - $1}'
+}
+quiet=$(t quiet)
+hup=$(t hup)
+swaps=$(grep -c "swapped in" "$dir/log-hup" || true)
+echo "$quiet $hup $swaps" | awk '{printf "  1M records: %.2f s quiet, %.2f s with a reload every 200 ms (%d swaps): throughput ratio %.2f\n", $1, $2, $3, $1 / $2}'
