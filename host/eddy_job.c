@@ -613,3 +613,12 @@ int eddy_job_dump(eddy_job *job, const char *store, const char *k, size_t klen, 
     lua_settop(L, 0);
     return n;
 }
+
+void eddy_job_assign_partition(eddy_job *job, int32_t partition)
+{
+    lua_pushinteger(job->L, partition);
+    if (topo_call(job, "assign", 1, 0) != 0) {
+        eddy_log_warn("assign partition %d: %s", (int)partition, lua_tostring(job->L, -1));
+    }
+    lua_settop(job->L, 0);
+}

@@ -78,6 +78,9 @@ int eddy_job_run_batch(eddy_job *job, eddy_job_error_cb *on_error, void *opaque)
  */
 int eddy_job_tick(eddy_job *job, char *errstr, size_t errstr_size);
 
+/** @brief Partition @p partition was assigned: its tasks exist from now on. */
+void eddy_job_assign_partition(eddy_job *job, int32_t partition);
+
 /** @brief Partition @p partition was revoked: the job forgets its tasks' in-memory state. */
 void eddy_job_forget_partition(eddy_job *job, int32_t partition);
 

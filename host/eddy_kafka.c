@@ -302,6 +302,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 p->offset = pend->offset;   /* ours again: go on after what we processed */
             }
             eddy_log_info("task %s[%d] assigned", p->topic, p->partition);
+            if (r->conf->state) {
+                eddy_job_assign_partition(r->job, p->partition);
+            }
         }
         if (r->pending) {
             /* offsets we could not commit for partitions now owned elsewhere: the new

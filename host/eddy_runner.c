@@ -410,13 +410,12 @@ int eddy_runner_commit(eddy_runner *r, char *errstr, size_t errstr_size)
 
 int64_t eddy_wall_ms(void)
 {
-    static int64_t offset = -1;
-    if (offset < 0) {
+    static int64_t offset;
+    static int read;
+    if (!read) {
         const char *e = getenv("EDDY_CLOCK_OFFSET_MS");
-        offset = e ? strtoll(e, NULL, 10) : 0;
-        if (offset < 0) {
-            offset = 0;
-        }
+        offset = e ? strtoll(e, NULL, 10) : 0;      /* may be negative (data from the past) */
+        read = 1;
     }
     struct timeval tv;
     gettimeofday(&tv, NULL);

@@ -394,6 +394,9 @@ static int dbi_ensure(eddy_state *st, task *t, int32_t db)
 int32_t eddy_kv_open(eddy_batch *b, int32_t task_id, const char *name)
 {
     eddy_state *st = STATE(b);
+    if (!st) {
+        return -1;            /* no state attached (a stateless run): eddy_kv_error says so */
+    }
     int32_t db = -1;
     for (int i = 0; i < st->nnames; i++) {
         if (strcmp(st->names[i], name) == 0) {
@@ -619,7 +622,7 @@ int64_t eddy_kv_del_range(eddy_batch *b, int32_t task_id, int32_t db, const char
 
 const char *eddy_kv_error(eddy_batch *b)
 {
-    return STATE(b)->err;
+    return STATE(b) ? STATE(b)->err : "no state is attached to this run";
 }
 
 static int cmp_str(const void *a, const void *b)

@@ -17,6 +17,8 @@ static atomic_llong since_ms;          /* 0: not in Lua */
 static atomic_int running;
 static int timeout;
 static pthread_t thread;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 
 static long long mono_ms(void)
 {
@@ -41,7 +43,21 @@ static void *watch(void *arg)
     (void)arg;
     long long interrupted_at = 0;
     while (atomic_load(&running)) {
-        usleep(100 * 1000);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&lock);
+        if (atomic_load(&running)) {
+            pthread_cond_timedwait(&wake, &lock, &until);   /* a stop wakes it at once */
+        }
+        pthread_mutex_unlock(&lock);
+        if (!atomic_load(&running)) {
+            break;
+        }
         long long s = atomic_load(&since_ms);
         if (!s) {
             interrupted_at = 0;
@@ -78,7 +94,10 @@ int eddy_watchdog_start(int timeout_ms)
 void eddy_watchdog_stop(void)
 {
     if (atomic_load(&running)) {
+        pthread_mutex_lock(&lock);
         atomic_store(&running, 0);
+        pthread_cond_signal(&wake);
+        pthread_mutex_unlock(&lock);
         pthread_join(thread, NULL);
     }
 }

@@ -15,6 +15,10 @@ echo "== busted spec/"
 luajit /usr/bin/busted -o TAP spec > "$out/busted.tap" 2>&1 || status=1
 cat "$out/busted.tap" | grep -vE "^ok " 
 cat "$out/busted.tap" >> "$out/all.tap"
+echo "== eddy test scripts/spec"
+(cd scripts && ../build/eddy test -o TAP spec/) > "$out/scripts.tap" 2>&1 || status=1
+grep -vE "^ok " "$out/scripts.tap"
+cat "$out/scripts.tap" >> "$out/all.tap"
 passed=$(grep -cE "^ok " "$out/all.tap")
 failed=$(grep -cE "^not ok " "$out/all.tap")
 # a suite that crashed without reporting a failure still fails the run

@@ -376,9 +376,21 @@ function _M.build(node, nxt, S, B, job)
         if type(fn) ~= "function" then error("ctx:every: expected a function(ctx, now)", 2) end
         local list
         if kind == nil or kind == "wall" or kind == "wall_clock" then
-            -- KS WALL_CLOCK_TIME: first after one interval from now
+            -- KS WALL_CLOCK_TIME: first one interval after the schedule began. The
+            -- last run (or the start) is kept in the task's "#sched" store, so a
+            -- restarted job goes on from it instead of starting the interval over.
             list = self._wall
-            list[#list + 1] = { interval = ms, fn = fn, at = tonumber(B.wall_ms) + ms, kind = "wall" }
+            local key = "every" .. (#self._wall + #self._stream + 1)
+            local now = tonumber(B.wall_ms)
+            local at = now + ms
+            if mstore then
+                local saved = S.task
+                S.task = self.task
+                local last = mstore:raw_get(key)
+                if last then at = sch.unbe8(last, 1) + ms else mstore:raw_put(key, sch.be8(now)) end
+                S.task = saved
+            end
+            list[#list + 1] = { interval = ms, fn = fn, at = at, kind = "wall" }
         elseif kind == "stream" or kind == "stream_time" then
             -- KS STREAM_TIME: aligned to 0, first as soon as there is a stream time
             list = self._stream

@@ -611,12 +611,23 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
                 if task % 65536 == partition then S.forget_task(task) end
             end
         end
+        -- the tasks a process owns exist before their first record: wall-clock
+        -- schedules and idle_advance work on them from the start
+        topo.assign = function(partition)
+            for sub = 0, (job.nsubtopologies or 0) do
+                S.tasks_seen[sub * 65536 + partition] = true   -- (stream time: read on first use)
+            end
+        end
+        if not kafka then
+            for p = 0, partitions - 1 do topo.assign(p) end
+        end
         topo.forget_all = function()
             local tasks = {}
             for task in pairs(S.tasks_seen) do tasks[#tasks + 1] = task end
             for _, task in ipairs(tasks) do S.forget_task(task) end
         end
     else
+        topo.assign = function() end
         topo.forget_all = function() end
     end
     return { sources = sources, sinks = sinks }
