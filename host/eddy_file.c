@@ -71,8 +71,7 @@ static int flush_batch(reader *rd)
         return 0;
     }
     int rc = eddy_runner_process(rd->runner);
-    eddy_batch_reset(rd->batch);
-    rd->job = eddy_runner_job(rd->runner);        /* a rollback may have changed it */
+    rd->job = eddy_runner_job(rd->runner);        /* a rollback may have changed it (and freed the old batch) */
     rd->batch = eddy_job_batch(rd->job);
     eddy_batch_reset(rd->batch);
     if (rc == 0 && eddy_runner_wants_commit(rd->runner)) {

@@ -36,6 +36,7 @@ struct eddy_job {
     char       *optvals[64];      /* copies handed out by eddy_job_option */
     int         noptvals;
     char        version[17];
+    volatile int interrupted;   /* set by the watchdog thread */
 };
 
 static const char script_key = 'k';   /* registry: the script's path */
@@ -592,9 +593,15 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
                interrupt_ms);
 }
 
+int eddy_job_interrupted(const eddy_job *job)
+{
+    return job->interrupted;
+}
+
 void eddy_job_interrupt(eddy_job *job, int timeout_ms)
 {
     interrupt_ms = timeout_ms;
+    job->interrupted = 1;
     lua_sethook(job->L, interrupt_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
 }
 

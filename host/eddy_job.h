@@ -117,6 +117,9 @@ void eddy_job_interrupt(eddy_job *job, int timeout_ms);
 int eddy_job_dump(eddy_job *job, const char *store, const char *k, size_t klen, const char *v,
                   size_t vlen, char *out, size_t out_size);
 
+/** @brief Did the watchdog interrupt this generation? */
+int eddy_job_interrupted(const eddy_job *job);
+
 /** @brief Forget every task's in-memory state (it is reread from LMDB). */
 void eddy_job_forget_all(eddy_job *job);
 

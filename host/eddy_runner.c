@@ -164,6 +164,13 @@ static int apply_policy(eddy_runner *r, const char *topic, int32_t partition, in
 static int on_record_error(void *opaque, const eddy_rec *rec, const char *stage, const char *msg)
 {
     eddy_runner *r = opaque;
+    if (r->prev && (r->policy == POLICY_FAIL || eddy_job_interrupted(r->job))) {
+        /* on probation, a version that would stop the job (on_error = "fail") or
+         * that the watchdog had to interrupt is rolled back at once */
+        r->rollback = 1;
+        snprintf(r->error, sizeof r->error, "%s", msg);
+        return EDDY_ESCRIPT;
+    }
     if (r->prev) {                           /* a new version on probation */
         int32_t idx = (int32_t)(rec - eddy_job_batch(r->job)->recs);
         r->streak = (idx == r->last_fail + 1) ? r->streak + 1 : 1;
@@ -295,7 +302,11 @@ int eddy_runner_process(eddy_runner *r)
         eddy_batch *b = eddy_job_batch(r->prev);
         eddy_batch_copy_records(b, failed);
         char why[2100];
-        snprintf(why, sizeof why, "%d records in a row failed; the last: %s", r->streak, r->error);
+        if (r->streak >= r->rollback_errors) {
+            snprintf(why, sizeof why, "%d records in a row failed; the last: %s", r->streak, r->error);
+        } else {
+            snprintf(why, sizeof why, "%s", r->error);
+        }
         roll_back(r, why);
         rc = process_once(r);
     }

@@ -19,7 +19,9 @@ echo "== eddy test scripts/spec"
 (cd scripts && ../build/eddy test -o TAP spec/) > "$out/scripts.tap" 2>&1 || status=1
 grep -vE "^ok " "$out/scripts.tap"
 cat "$out/scripts.tap" >> "$out/all.tap"
-passed=$(grep -cE "^ok " "$out/all.tap")
+passed=$(grep -E "^ok " "$out/all.tap" | grep -cv "# SKIP")
+pending=$(grep -E "^ok " "$out/all.tap" | grep -c "# SKIP")
+[ "$pending" -gt 0 ] && echo "$pending pending (known gaps, named in the specs)"
 failed=$(grep -cE "^not ok " "$out/all.tap")
 # a suite that crashed without reporting a failure still fails the run
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi

@@ -94,6 +94,12 @@ end
 --- Low-level processor (eddy.processor): stores, timers, schedules, forward.
 function stream_methods:process(def)
     local fields = require("eddy.processor").check(def, 2)
+    if fields.pname == nil then
+        -- by rank among processors (stable when other steps are added in a reload)
+        local rank = 1
+        for _, n in ipairs(self.job.nodes) do if n.kind == "process" then rank = rank + 1 end end
+        fields.pname = "process-" .. rank
+    end
     local node = new_node(self.job, "process", { self.node }, fields)
     if fields.stateful then self.job.stateful = true end
     return new_stream(self.job, node)
@@ -166,6 +172,7 @@ local function aggregate(g, kind, fn, init, opts, level)
         error(kind .. ": emit = \"final\" needs a windowed aggregation (grouped:window(w))", level)
     end
     local job = g.job
+    local default_name = false
     agg_seq = agg_seq + 1
     local store = opts.store
     if store ~= nil and (type(store) ~= "string" or not store:match("^[%w%._%-]+$")) then
@@ -174,7 +181,16 @@ local function aggregate(g, kind, fn, init, opts, level)
     if store ~= nil and store:sub(1, 2) == "__" then
         error(kind .. ": store names starting with \"__\" are eddy's own", level)
     end
-    store = store or (kind .. "-" .. (#job.nodes + 1))
+    if store == nil then
+        -- a default name from the aggregation's rank among its kind, so adding a
+        -- map or filter step in a reload does not rename (and lose) the store
+        local rank = 1
+        for _, n in ipairs(job.nodes) do
+            if n.kind == "aggregate" and n.agg == kind and n.default_name then rank = rank + 1 end
+        end
+        store = kind .. "-" .. rank
+        default_name = true
+    end
     for _, n in ipairs(job.nodes) do
         if n.store == store then
             error(("%s: store %q is already used at %s"):format(kind, store, n.line), level)
@@ -189,7 +205,8 @@ local function aggregate(g, kind, fn, init, opts, level)
         job.nsubtopologies = parent.subtopology
     end
     local node = new_node(job, "aggregate", { parent }, { agg = kind, fn = fn, init = init,
-        store = store, emit = emit, window = g.win, key_serde = g.key_serde, key_changed = false })
+        store = store, emit = emit, window = g.win, key_serde = g.key_serde, key_changed = false,
+        default_name = default_name })
     job.stateful = true
     return setmetatable({ job = job, node = node }, Table)
 end

@@ -221,6 +221,9 @@ function _M.signature(job)
     local lines = {}
     for _, s in ipairs(job.sources) do lines[#lines + 1] = "source\t" .. s.topic end
     for name, kind in pairs(store_kinds(job)) do lines[#lines + 1] = "store\t" .. name .. "\t" .. kind end
+    for _, n in ipairs(job.nodes) do
+        if n.kind == "repartition" then lines[#lines + 1] = "repartition\t" .. n.name end
+    end
     table.sort(lines)
     return table.concat(lines, "\n")
 end
@@ -392,10 +395,26 @@ end
 --- nil when a job with signature `old` may be replaced by this one; otherwise
 --- the reason. Removed stores are allowed (kept on disk): returned as a warning.
 function _M.compatible(job, old)
-    local old_sources, old_stores = {}, {}
+    local old_sources, old_stores, old_reparts = {}, {}, {}
     for line in old:gmatch("[^\n]+") do
         local what, a, b = line:match("^(%a+)\t([^\t]*)\t?(.*)$")
-        if what == "source" then old_sources[a] = true elseif what == "store" then old_stores[a] = b end
+        if what == "source" then old_sources[a] = true elseif what == "store" then old_stores[a] = b
+        elseif what == "repartition" then old_reparts[a] = true end
+    end
+    -- a consumer's subscription is fixed when it starts: internal topics stay too
+    local new_reparts = {}
+    for _, n in ipairs(job.nodes) do
+        if n.kind == "repartition" then new_reparts[n.name] = true end
+    end
+    for name in pairs(old_reparts) do
+        if not new_reparts[name] then
+            return ("the repartition topic of %q is gone (grouping steps cannot change in a reload; name the grouping: group_by_key{ name = ... })"):format(name)
+        end
+    end
+    for name in pairs(new_reparts) do
+        if not old_reparts[name] then
+            return ("a new repartition (%q) cannot be added in a reload (the internal topics are fixed at start)"):format(name)
+        end
     end
     local new_sources = {}
     for _, s in ipairs(job.sources) do new_sources[s.topic] = true end
