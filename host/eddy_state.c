@@ -102,7 +102,8 @@ int eddy_state_open(eddy_state **out, const char *dir, size_t map_size,
     return 0;
 }
 
-static void task_close(eddy_state *st, task *t)
+/* Close every open iterator (their cursors die with the transaction). */
+static void close_iters(eddy_state *st)
 {
     for (int i = 0; i < MAX_ITERS; i++) {
         if (st->iters[i].used) {
@@ -110,6 +111,11 @@ static void task_close(eddy_state *st, task *t)
             st->iters[i].used = 0;
         }
     }
+}
+
+static void task_close(eddy_state *st, task *t)
+{
+    close_iters(st);
     if (t->txn) {
         mdb_txn_abort(t->txn);
     }
@@ -242,12 +248,7 @@ int eddy_state_commit(eddy_state *st, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "%s", st->fatal);
         return EDDY_EPARSE;      /* nothing is committed after a failed write */
     }
-    for (int i = 0; i < MAX_ITERS; i++) {
-        if (st->iters[i].used) {
-            mdb_cursor_close(st->iters[i].cur);
-            st->iters[i].used = 0;
-        }
-    }
+    close_iters(st);
     for (int i = 0; i < st->ntasks; i++) {
         task *t = st->tasks[i];
         if (!t->txn) {
@@ -273,12 +274,7 @@ int eddy_state_commit(eddy_state *st, char *errstr, size_t errstr_size)
 
 void eddy_state_abort(eddy_state *st)
 {
-    for (int i = 0; i < MAX_ITERS; i++) {
-        if (st->iters[i].used) {
-            mdb_cursor_close(st->iters[i].cur);
-            st->iters[i].used = 0;
-        }
-    }
+    close_iters(st);
     for (int i = 0; i < st->ntasks; i++) {
         task *t = st->tasks[i];
         if (t->txn) {
