@@ -271,6 +271,14 @@ void eddy_runner_swap(eddy_runner *r, eddy_job *next, int rollback_errors)
     r->streak = 0;
     r->last_fail = -2;
     r->rollback_errors = rollback_errors > 0 ? rollback_errors : 10;
+    const char *rbe = eddy_job_option(next, "reload_rollback_errors");   /* the new version's own */
+    if (rbe && atoi(rbe) > 0) {
+        r->rollback_errors = atoi(rbe);
+    }
+    const char *ht = eddy_job_option(next, "handler_timeout");
+    if (ht) {
+        eddy_watchdog_set_timeout(atoi(ht));
+    }
     eddy_stats.reloads_ok++;
     char err[1024];
     eddy_batch *b = eddy_job_batch(next);

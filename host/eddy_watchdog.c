@@ -15,7 +15,7 @@
 static _Atomic(eddy_job *) current;
 static atomic_llong since_ms;          /* 0: not in Lua */
 static atomic_int running;
-static int timeout;
+static atomic_int timeout_ms_v;
 static pthread_t thread;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
@@ -65,6 +65,10 @@ static void *watch(void *arg)
         }
         long long busy = mono_ms() - s;
         eddy_job *job = atomic_load(&current);
+        int timeout = atomic_load(&timeout_ms_v);
+        if (timeout <= 0) {
+            continue;
+        }
         if (busy >= timeout && !interrupted_at && job) {
             interrupted_at = s;
             eddy_log_error("watchdog: a handler of version %s has not returned for %lld ms: "
@@ -83,10 +87,7 @@ static void *watch(void *arg)
 
 int eddy_watchdog_start(int timeout_ms)
 {
-    if (timeout_ms <= 0) {
-        return 0;
-    }
-    timeout = timeout_ms;
+    atomic_store(&timeout_ms_v, timeout_ms);
     atomic_store(&running, 1);
     return pthread_create(&thread, NULL, watch, NULL);
 }
@@ -100,4 +101,9 @@ void eddy_watchdog_stop(void)
         pthread_mutex_unlock(&lock);
         pthread_join(thread, NULL);
     }
+}
+
+void eddy_watchdog_set_timeout(int timeout_ms)
+{
+    atomic_store(&timeout_ms_v, timeout_ms);
 }

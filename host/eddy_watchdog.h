@@ -16,6 +16,9 @@
 int  eddy_watchdog_start(int timeout_ms);
 void eddy_watchdog_stop(void);
 
+/** @brief A reloaded version's own handler_timeout (ms; 0: no interrupt). */
+void eddy_watchdog_set_timeout(int timeout_ms);
+
 /** @brief The processing thread calls into @p job now / is back. */
 void eddy_watchdog_enter(eddy_job *job);
 void eddy_watchdog_leave(void);
