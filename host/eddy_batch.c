@@ -119,6 +119,11 @@ void eddy_batch_drop_outputs_of(eddy_batch *b, int32_t src)
 void eddy_batch_copy_records(eddy_batch *dst, const eddy_batch *src)
 {
     eddy_batch_reset(dst);
+    eddy_batch_append_records(dst, src);
+}
+
+void eddy_batch_append_records(eddy_batch *dst, const eddy_batch *src)
+{
     for (int32_t i = 0; i < src->n; i++) {
         const eddy_rec *r = &src->recs[i];
         eddy_rec *c = eddy_batch_add(dst, r->source, r->partition, r->offset, r->ts, r->key,

@@ -84,6 +84,9 @@ void eddy_batch_add_header(eddy_batch *b, const char *name, int32_t nlen,
 void eddy_batch_emit(eddy_batch *b, int32_t sink, const char *k, int32_t klen,
                      const char *v, int32_t vlen, int64_t ts);
 
+/** @brief Append @p src's records to @p dst (borrowed bytes). */
+void eddy_batch_append_records(eddy_batch *dst, const eddy_batch *src);
+
 /** @brief Make @p dst hold the same records as @p src (borrowed bytes, outputs cleared). */
 void eddy_batch_copy_records(eddy_batch *dst, const eddy_batch *src);
 

@@ -271,6 +271,9 @@ static int commit_pending(run *r)
  * the broker refuses stays pending; only a failed flush is an error. */
 static int commit(run *r)
 {
+    if (r->runner && eddy_runner_holding(r->runner)) {
+        return 0;        /* a new version's failure streak is undecided: commit nothing yet */
+    }
     int rc = eddy_sink_flush(r->sink);
     if (rc == 0 && r->dlq != r->sink) {
         rc = eddy_sink_flush(r->dlq);
@@ -678,7 +681,9 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
         }
     }
     eddy_log_info("job %s: stopping: committing and leaving the group", eddy_job_name(job));
-    rc = commit(&r);
+    if ((rc = eddy_runner_finish(r.runner)) == 0) {
+        rc = commit(&r);
+    }
     /* a commit refused during a rebalance: let the group settle, then retry */
     for (int64_t until = mono_ms() + STOP_COMMIT_MS; rc == 0 && r.pending && mono_ms() < until;) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(r.consumer, 100);

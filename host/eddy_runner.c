@@ -7,6 +7,7 @@
 #include "eddy_metrics.h"
 #include "eddy_state.h"
 #include "eddy_watchdog.h"
+#include "eddy_outbox.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,22 @@ struct eddy_runner {
     int        rollback_errors;
     int        rollback;    /* set when the streak reached rollback_errors */
     eddy_job  *initial;     /* the caller's generation: never destroyed here */
+    eddy_outbox *outbox;    /* a probation's writes, and the records of a streak in progress */
+    int        holding;     /* a streak goes on across batches: no commit until it is decided */
 };
+
+/* During a probation every write waits in the outbox until the batch is decided. */
+static int sink_write(eddy_runner *r, eddy_sink *sink, const char *topic, int32_t partition,
+                      int32_t fallback, int64_t ts, const char *k, ssize_t klen, const char *v,
+                      ssize_t vlen, const eddy_hdr *hdrs, int nhdrs)
+{
+    if (r->prev) {
+        eddy_outbox_add(r->outbox, sink, topic, partition, fallback, ts, k, klen, v, vlen, hdrs,
+                        nhdrs);
+        return 0;
+    }
+    return eddy_sink_write(sink, topic, partition, fallback, ts, k, klen, v, vlen, hdrs, nhdrs);
+}
 
 /* Generations after the first belong to the runner; the first to its caller. */
 static void drop_job(eddy_runner *r, eddy_job *job)
@@ -65,6 +81,10 @@ int eddy_runner_new(eddy_runner **out, eddy_job *job, eddy_sink *sink, eddy_sink
     }
     r->job = job;
     r->initial = job;
+    if (eddy_outbox_new(&r->outbox)) {
+        free(r);
+        return EDDY_ENOMEM;
+    }
     r->sink = sink;
     r->dlq = dlq;
     r->policy = policy_of(eddy_job_on_error(job));
@@ -84,6 +104,7 @@ void eddy_runner_destroy(eddy_runner *r)
     if (!r) {
         return;
     }
+    eddy_outbox_destroy(r->outbox);
     drop_job(r, r->prev);
     if (r->job != r->initial) {
         drop_job(r, r->job);
@@ -132,7 +153,7 @@ static int dead_letter(eddy_runner *r, const char *topic, int32_t partition, int
         h->vlen = (int32_t)strlen(vals[i]);
     }
     eddy_stats.dead_lettered++;
-    return eddy_sink_write(r->dlq, r->dlq_topic, -1, partition, ts, k, klen, v, vlen,
+    return sink_write(r, r->dlq, r->dlq_topic, -1, partition, ts, k, klen, v, vlen,
                            r->hdrs, n);
 }
 
@@ -214,7 +235,7 @@ static int write_outputs(eddy_runner *r, eddy_batch *b)
     for (int32_t i = 0; i < b->nouts; i++) {
         const eddy_out *o = &b->outs[i];
         const eddy_rec *src = o->src >= 0 ? &b->recs[o->src] : NULL;
-        int rc = eddy_sink_write(r->sink, eddy_job_sink(r->job, o->sink), -1,
+        int rc = sink_write(r, r->sink, eddy_job_sink(r->job, o->sink), -1,
                                  src ? src->partition : 0, o->ts,
                                  o->klen < 0 ? NULL : b->arena.data + o->koff, o->klen,
                                  o->vlen < 0 ? NULL : b->arena.data + o->voff, o->vlen,
@@ -234,7 +255,18 @@ eddy_job *eddy_runner_job(eddy_runner *r)
 
 int eddy_runner_wants_commit(const eddy_runner *r)
 {
-    return r->prev != NULL;
+    return r->prev != NULL && !r->holding;
+}
+
+int eddy_runner_holding(const eddy_runner *r)
+{
+    return r->holding;
+}
+
+int eddy_runner_finish(eddy_runner *r)
+{
+    r->holding = 0;                          /* no more input to decide on: keep the results */
+    return eddy_outbox_release(r->outbox);
 }
 
 static void roll_back(eddy_runner *r, const char *why)
@@ -304,11 +336,15 @@ int eddy_runner_process(eddy_runner *r)
         r->rollback = 0;
         eddy_batch *failed = eddy_job_batch(r->job);
         if (r->state) {
-            eddy_state_abort(r->state);
+            eddy_state_abort(r->state);      /* back to the commit before the streak began */
         }
-        eddy_stats.records_in -= (uint64_t)failed->n;
+        eddy_outbox_drop_writes(r->outbox);  /* nothing the new version wrote since goes out */
+        eddy_stats.records_in -= (uint64_t)(failed->n + eddy_outbox_held(r->outbox));
         eddy_batch *b = eddy_job_batch(r->prev);
-        eddy_batch_copy_records(b, failed);
+        eddy_batch_reset(b);
+        eddy_outbox_held_into(r->outbox, b); /* the earlier batches of the streak first */
+        eddy_batch_append_records(b, failed);
+        r->holding = 0;
         char why[2100];
         if (r->streak >= r->rollback_errors) {
             snprintf(why, sizeof why, "%d records in a row failed; the last: %s", r->streak, r->error);
@@ -317,6 +353,7 @@ int eddy_runner_process(eddy_runner *r)
         }
         roll_back(r, why);
         rc = process_once(r);
+        eddy_outbox_discard(r->outbox);      /* the kept records were borrowed by that batch */
     }
     return rc;
 }
@@ -358,7 +395,18 @@ static int process_once(eddy_runner *r)
         }
         r->last_fail = r->streak ? -1 : -2;  /* -1: a streak goes on into the next batch */
         r->probation -= b->n;
-        if (r->probation <= 0) {
+        if (r->streak > 0) {
+            /* the batch ends inside a failure streak: keep its writes and records back
+             * (and commit nothing) until the streak is decided */
+            eddy_outbox_hold_records(r->outbox, b);
+            r->holding = 1;
+        } else {
+            r->holding = 0;
+            if ((rc = eddy_outbox_release(r->outbox))) {
+                return rc;
+            }
+        }
+        if (r->probation <= 0 && !r->holding) {
             eddy_log_info("reload %s confirmed after %d records", eddy_job_version(r->job),
                           PROBATION_RECORDS);
             drop_job(r, r->prev);
@@ -416,6 +464,9 @@ void eddy_runner_set_state(eddy_runner *r, struct eddy_state *st)
 
 int eddy_runner_commit(eddy_runner *r, char *errstr, size_t errstr_size)
 {
+    if (r->holding) {
+        return 0;                            /* a failure streak in progress: not yet */
+    }
     int rc = eddy_runner_flush(r);
     if (rc) {
         snprintf(errstr, errstr_size, "writing outputs: %s", eddy_strerror(rc));

@@ -60,6 +60,12 @@ eddy_job *eddy_runner_job(eddy_runner *r);
  */
 void eddy_runner_swap(eddy_runner *r, eddy_job *next, int rollback_errors);
 
+/** @brief A failure streak of a new version goes on across batches: commit nothing. */
+int eddy_runner_holding(const eddy_runner *r);
+
+/** @brief The input ended or the job stops: release what a probation kept back. */
+int eddy_runner_finish(eddy_runner *r);
+
 /** @brief During a probation the caller commits after every batch (a rollback
  *         must only ever undo the batch in hand). */
 int eddy_runner_wants_commit(const eddy_runner *r);

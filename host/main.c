@@ -533,7 +533,10 @@ static int cmd_run(int argc, char **argv)
                              reload, rollback_errors};
         rc = eddy_file_run(runner, job, &fc, errstr, sizeof errstr);
         char cerr[1024] = "";
-        int frc = rc ? 0 : eddy_runner_commit(runner, cerr, sizeof cerr);
+        int frc = rc ? 0 : eddy_runner_finish(runner);
+        if (!frc && !rc) {
+            frc = eddy_runner_commit(runner, cerr, sizeof cerr);
+        }
         if (dlqs != sink) {
             eddy_sink_flush(dlqs);
             eddy_sink_destroy(dlqs);
