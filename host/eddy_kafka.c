@@ -304,6 +304,28 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (pend) {
                 p->offset = pend->offset;   /* ours again: go on after what we processed */
             }
+        }
+        if (r->conf->state) {
+            /* the state on disk records the inputs it reflects: when it is ahead of the
+             * group's committed offset (a crash between the state commit and the offset
+             * commit), go on after it, so no input is applied to the state twice */
+            rd_kafka_topic_partition_list_t *committed = rd_kafka_topic_partition_list_copy(parts);
+            int have = rd_kafka_committed(rk, committed, 5000) == 0;
+            for (int i = 0; i < parts->cnt; i++) {
+                rd_kafka_topic_partition_t *p = &parts->elems[i];
+                int64_t local = eddy_state_input_offset(r->conf->state, p->partition, p->topic);
+                int64_t group = have ? committed->elems[i].offset : -1;
+                if (local >= 0 && local > group && local > p->offset) {
+                    eddy_log_info("task %s[%d]: the state reflects inputs up to offset %lld (the "
+                                  "group committed %lld): going on from there", p->topic,
+                                  p->partition, (long long)local, (long long)group);
+                    p->offset = local;
+                }
+            }
+            rd_kafka_topic_partition_list_destroy(committed);
+        }
+        for (int i = 0; i < parts->cnt; i++) {
+            rd_kafka_topic_partition_t *p = &parts->elems[i];
             eddy_log_info("task %s[%d] assigned", p->topic, p->partition);
             if (r->conf->state) {
                 eddy_job_assign_partition(r->job, p->partition);

@@ -679,3 +679,39 @@ int eddy_state_scan(const char *dir, const char *store, eddy_state_scan_cb *cb, 
     }
     return 0;
 }
+
+int64_t eddy_state_input_offset(eddy_state *st, int32_t partition, const char *topic)
+{
+    int64_t best = -1;
+    for (int sub = 0; sub < 16; sub++) {
+        char path[1200];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%d_%d/data.mdb", st->dir, sub, (int)partition);
+        if (stat(path, &sb) != 0) {
+            continue;
+        }
+        task *t = task_get(st, (sub << 16) | partition);
+        if (!t) {
+            continue;
+        }
+        MDB_txn *txn;
+        MDB_dbi dbi;
+        MDB_val k = {strlen(topic), (void *)topic}, v;
+        if (mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn) != 0) {
+            continue;
+        }
+        if (mdb_dbi_open(txn, "__offsets", 0, &dbi) == 0 && mdb_get(txn, dbi, &k, &v) == 0 &&
+            v.mv_size == 8) {
+            const unsigned char *b = v.mv_data;
+            int64_t off = 0;
+            for (int i = 0; i < 8; i++) {
+                off = (off << 8) | b[i];
+            }
+            if (off > best) {
+                best = off;
+            }
+        }
+        mdb_txn_abort(txn);
+    }
+    return best;
+}

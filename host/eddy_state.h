@@ -32,6 +32,12 @@ void eddy_state_close(eddy_state *st);
 /** @brief Commit every task's open write transaction (and sync it to disk). */
 int  eddy_state_commit(eddy_state *st, char *errstr, size_t errstr_size);
 
+/**
+ * @brief The next input offset of @p topic / @p partition recorded with the
+ *        committed state (any sub-topology's task), or -1 when there is none.
+ */
+int64_t eddy_state_input_offset(eddy_state *st, int32_t partition, const char *topic);
+
 /** @brief Abort every task's open write transaction: back to the last commit. */
 void eddy_state_abort(eddy_state *st);
 

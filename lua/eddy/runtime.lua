@@ -610,6 +610,7 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
                 local task = src.sub + r.partition
                 S.task = task
                 S.advance(task, rec.ts)
+                if kafka then S.note_offset(task, src.topic, tonumber(r.offset) + 1) end
             end
             src.push(k, v, rec, rec.ts)
             if S and S.after_record then S.after_record() end    -- timers made due (eddy.processor)

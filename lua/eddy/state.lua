@@ -321,9 +321,25 @@ function _M.new(B)
             dirty[task] = true
         end
     end
-    --- At the end of a batch: persist stream times that moved, sweep TTLs.
+    --- Kafka mode: the next input offset per task and topic, written with the
+    --- state it produced (one LMDB transaction), so a restart never applies an
+    --- input to the state twice.
+    S.offsets = {}
+    function S.note_offset(task, topic, next_offset)
+        local t = S.offsets[task]
+        if not t then t = {}; S.offsets[task] = t end
+        t[topic] = next_offset
+    end
+
+    --- At the end of a batch: persist stream times that moved and input offsets, sweep TTLs.
     function S.end_batch()
         local saved = S.task
+        for task, topics in pairs(S.offsets) do
+            S.task = task
+            local st = _M.open_store("__offsets")
+            for topic, off in pairs(topics) do st:raw_put(topic, be8(off)) end
+            S.offsets[task] = nil
+        end
         for task in pairs(dirty) do
             S.task = task
             _M.open_store("__meta"):put("stream_time", stream_time[task])
