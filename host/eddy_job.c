@@ -28,6 +28,7 @@ struct eddy_job {
     char       *on_error;
     int         stateful;
     char       *describe;
+    char       *dot, *mermaid;
     char       *script;
     char       *sources[MAX_TOPICS];
     int         nsources;
@@ -292,6 +293,11 @@ int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
     job->on_error = strdup_or_die(lua_tostring(L, -1));
     lua_getfield(L, -3, "describe");
     job->describe = strdup_or_die(lua_tostring(L, -1));
+    lua_getfield(L, -4, "dot");
+    job->dot = strdup_or_die(lua_tostring(L, -1));
+    lua_getfield(L, -5, "mermaid");
+    job->mermaid = strdup_or_die(lua_tostring(L, -1));
+    lua_pop(L, 2);
     lua_getfield(L, -4, "stateful");
     job->stateful = lua_toboolean(L, -1);
     lua_pop(L, 4);
@@ -336,6 +342,8 @@ void eddy_job_destroy(eddy_job *job)
     free(job->name);
     free(job->on_error);
     free(job->describe);
+    free(job->dot);
+    free(job->mermaid);
     free(job->script);
     free(job);
 }
@@ -383,6 +391,10 @@ const char *eddy_job_source(const eddy_job *job, int i) { return job->sources[i]
 int eddy_job_nsinks(const eddy_job *job) { return job->nsinks; }
 const char *eddy_job_sink(const eddy_job *job, int i) { return job->sinks[i]; }
 const char *eddy_job_describe(const eddy_job *job) { return job->describe; }
+const char *eddy_job_picture(const eddy_job *job, int mermaid)
+{
+    return mermaid ? job->mermaid : job->dot;
+}
 int eddy_job_stateful(const eddy_job *job) { return job->stateful; }
 eddy_batch *eddy_job_batch(eddy_job *job) { return job->batch; }
 

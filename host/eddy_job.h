@@ -30,6 +30,9 @@ const char *eddy_job_source(const eddy_job *job, int i);
 int         eddy_job_source_index(const eddy_job *job, const char *topic, size_t len);
 int         eddy_job_nsinks(const eddy_job *job);
 const char *eddy_job_sink(const eddy_job *job, int i);
+/** @brief The topology as a Graphviz dot (0) or Mermaid (1) picture. */
+const char *eddy_job_picture(const eddy_job *job, int mermaid);
+
 /** @brief Does the job keep state (aggregations, processors with stores)? */
 int         eddy_job_stateful(const eddy_job *job);
 

@@ -102,10 +102,12 @@ static const char *run_help =
     "The command line wins. Exit: 0 clean stop or end of input, 1 fatal error, 2 usage.\n";
 
 static const char *check_help =
-    "usage: eddy check SCRIPT\n"
+    "usage: eddy check SCRIPT [--dot | --mermaid]\n"
     "\n"
     "Load the script in a fresh Lua state, validate its topology and print it:\n"
     "the sources, each step with the script line that defined it, and the sinks.\n"
+    "--dot / --mermaid print the topology as a Graphviz or Mermaid picture instead\n"
+    "(sub-topologies, topics and stores included): eddy check job.lua --dot | dot -Tsvg.\n"
     "Exit 0 when the script is valid, 1 with one line naming file:line when not.\n";
 
 static const char *broker_help =
@@ -190,10 +192,13 @@ static int cmd_version(void)
 static int cmd_check(int argc, char **argv)
 {
     const char *script = NULL;
+    int picture = -1;                  /* 0 dot, 1 mermaid */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(check_help, stdout);
             return 0;
+        } else if (!strcmp(argv[i], "--dot") || !strcmp(argv[i], "--mermaid")) {
+            picture = !strcmp(argv[i], "--mermaid");
         } else if (argv[i][0] == '-' && argv[i][1]) {
             return usage_error("check", "unknown option %s", argv[i]);
         } else if (!script) {
@@ -210,7 +215,7 @@ static int cmd_check(int argc, char **argv)
     if (rc) {
         return rc;
     }
-    printf("%s\n", eddy_job_describe(job));
+    printf("%s\n", picture >= 0 ? eddy_job_picture(job, picture) : eddy_job_describe(job));
     eddy_job_destroy(job);
     return 0;
 }

@@ -348,6 +348,80 @@ function _M.topology(job)
         stateful = job.stateful or false }
 end
 
+-- A short label for a node in a picture.
+local function node_label(job, n)
+    if n.kind == "source" then return "source " .. table.concat(n.topics, ", ") end
+    if n.kind == "sink" then return "to " .. n.topic end
+    if n.kind == "branch_out" then return "branch #" .. n.index end
+    if n.kind == "aggregate" then
+        return n.agg .. (n.window and (" " .. n.window.kind) or "") .. " [" .. n.store .. "]"
+    end
+    if n.kind == "repartition" then return "repartition " .. n.name end
+    return n.kind
+end
+
+--- The topology as a Graphviz (dot) or Mermaid picture: steps with their script
+--- lines, topics, stores, and one cluster per sub-topology.
+function _M.picture(job, format)
+    local lines, subs = {}, {}
+    for _, n in ipairs(job.nodes) do
+        local sub = n.subtopology or 0
+        subs[sub] = subs[sub] or {}
+        table.insert(subs[sub], n)
+    end
+    local function esc(x) return (tostring(x):gsub('"', "'")) end
+    if format == "mermaid" then
+        lines[1] = "flowchart LR"
+        for sub, nodes in pairs(subs) do
+            lines[#lines + 1] = ("  subgraph s%d[\"sub-topology %d\"]"):format(sub, sub)
+            for _, n in ipairs(nodes) do
+                lines[#lines + 1] = ('    n%d["%s<br/>%s"]'):format(n.id, esc(node_label(job, n)), esc(n.line))
+            end
+            lines[#lines + 1] = "  end"
+        end
+        for _, n in ipairs(job.nodes) do
+            if n.kind == "source" then
+                for _, t in ipairs(n.topics) do
+                    lines[#lines + 1] = ('  t_%s[("%s")] --> n%d'):format(t:gsub("[^%w]", "_"), esc(t), n.id)
+                end
+            end
+            if n.kind == "sink" then
+                lines[#lines + 1] = ('  n%d --> t_%s[("%s")]'):format(n.id, n.topic:gsub("[^%w]", "_"), esc(n.topic))
+            end
+            if n.store then
+                lines[#lines + 1] = ('  n%d -.- st_%s[("store %s")]'):format(n.id, n.store:gsub("[^%w]", "_"), esc(n.store))
+            end
+            for _, c in ipairs(n.children) do lines[#lines + 1] = ("  n%d --> n%d"):format(n.id, c.id) end
+        end
+        return table.concat(lines, "\n")
+    end
+    lines[1] = ('digraph "%s" {'):format(esc(job.name))
+    lines[2] = "  rankdir=LR; node [shape=box, fontname=Helvetica, fontsize=10];"
+    for sub, nodes in pairs(subs) do
+        lines[#lines + 1] = ('  subgraph cluster_%d { label="sub-topology %d";'):format(sub, sub)
+        for _, n in ipairs(nodes) do
+            lines[#lines + 1] = ('    n%d [label="%s\\n%s"];'):format(n.id, esc(node_label(job, n)), esc(n.line))
+        end
+        lines[#lines + 1] = "  }"
+    end
+    for _, n in ipairs(job.nodes) do
+        if n.kind == "source" then
+            for _, t in ipairs(n.topics) do
+                lines[#lines + 1] = ('  "topic:%s" [shape=cds, label="%s"]; "topic:%s" -> n%d;'):format(esc(t), esc(t), esc(t), n.id)
+            end
+        end
+        if n.kind == "sink" then
+            lines[#lines + 1] = ('  "topic:%s" [shape=cds, label="%s"]; n%d -> "topic:%s";'):format(esc(n.topic), esc(n.topic), n.id, esc(n.topic))
+        end
+        if n.store then
+            lines[#lines + 1] = ('  "store:%s" [shape=cylinder, label="%s"]; n%d -> "store:%s" [style=dashed, dir=both];'):format(esc(n.store), esc(n.store), n.id, esc(n.store))
+        end
+        for _, c in ipairs(n.children) do lines[#lines + 1] = ("  n%d -> n%d;"):format(n.id, c.id) end
+    end
+    lines[#lines + 1] = "}"
+    return table.concat(lines, "\n")
+end
+
 --- A human description of the topology, one line per step.
 function _M.describe(job)
     local t = _M.topology(job)

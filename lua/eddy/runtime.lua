@@ -181,6 +181,8 @@ function _M.prepare(job, batch_ud)
     local topo = dsl.topology(job)
     topo.options = job.options
     topo.describe = dsl.describe(job)
+    topo.dot = dsl.picture(job, "dot")
+    topo.mermaid = dsl.picture(job, "mermaid")
     topo.configure = function(app_id, kafka, partitions)
         return _M.compile(job, B, topo, app_id, kafka, partitions)
     end
