@@ -8,6 +8,8 @@
 #include "eddy_log.h"
 #include "eddy_murmur2.h"
 #include "eddy_reload.h"
+#include "eddy_metrics.h"
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -142,6 +144,33 @@ static int one_line(reader *rd, char *line, size_t len, int64_t lineno)
     return 0;
 }
 
+/* The progress line (a TTY only): records, rate, share of the input, errors. */
+static void progress(const eddy_file_conf *conf, int64_t done_bytes, int64_t total_bytes,
+                     int final)
+{
+    static int64_t t0, last;
+    int64_t now = eddy_wall_ms();
+    if (!conf->progress) {
+        return;
+    }
+    if (!t0) {
+        t0 = now;
+    }
+    if (!final && now - last < 250) {
+        return;
+    }
+    last = now;
+    double secs = (double)(now - t0) / 1000.0;
+    char pct[32] = "";
+    if (total_bytes > 0) {
+        snprintf(pct, sizeof pct, ", %.0f%% of the input", 100.0 * (double)done_bytes / (double)total_bytes);
+    }
+    fprintf(stderr, "\r%llu records, %.0f/s%s, %llu errors%s",
+            (unsigned long long)eddy_stats.records_in,
+            secs > 0 ? (double)eddy_stats.records_in / secs : 0.0, pct,
+            (unsigned long long)eddy_stats.errors, final ? "\n" : "   ");
+}
+
 /* Between batches: wall-clock work, then outputs flushed and the state
  * committed (a streaming stdin sees its results now), then, right after that
  * commit, the place for a reload's swap. */
@@ -186,7 +215,11 @@ int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf
         rc = EDDY_ENOMEM;
         goto done;
     }
-    int64_t lineno = 0;
+    int64_t lineno = 0, done_bytes = 0, total_bytes = -1;
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        total_bytes = (int64_t)sb.st_size;
+    }
     int eof = 0;
     eddy_batch_reset(rd.batch);
     while (!eof && !*conf->stop) {
@@ -252,9 +285,12 @@ int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf
         if ((rc = between_batches(&rd, errstr, errstr_size))) {
             goto stopped;
         }
+        done_bytes += (int64_t)pos;
+        progress(conf, done_bytes, total_bytes, 0);
         memmove(buf, buf + pos, len - pos);
         len -= pos;
     }
+    progress(conf, total_bytes, total_bytes, 1);
     /* the end of the input: one last tick (wall-clock schedules due now) */
     if (!*conf->stop && (rc = eddy_runner_tick(runner))) {
         goto stopped;

@@ -17,6 +17,7 @@ typedef struct eddy_file_conf {
     volatile sig_atomic_t *stop;    /* set by a signal handler: stop after the batch in hand */
     struct eddy_reload *reload;     /* hot reload triggers, or NULL */
     int         rollback_errors;
+    int         progress;               /* a progress line on stderr (a TTY, not --quiet) */
 } eddy_file_conf;
 
 /**

@@ -3,6 +3,7 @@
  */
 #include "eddy_log.h"
 #include "eddy.h"
+#include "eddy_buf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <sys/time.h>
 
 int eddy_log_level = EDDY_LOG_INFO;
+int eddy_log_json;
 
 void eddy_log(int level, const char *fmt, ...)
 {
@@ -30,6 +32,20 @@ void eddy_log(int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end(ap);
+    if (eddy_log_json) {
+        char ts[64];
+        snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(tv.tv_usec / 1000));
+        eddy_buf b = EDDY_BUF_INIT;
+        eddy_buf_printf(&b, "{\"level\":\"%s\",\"time\":\"%s\",\"msg\":", names[level], ts);
+        const char *msg = line + n;
+        eddy_buf_json_string(&b, msg, strlen(msg));
+        eddy_buf_append(&b, "}\n", 2);
+        fwrite(b.data, 1, b.len, stderr);
+        eddy_buf_free(&b);
+        return;
+    }
     size_t len = strlen(line);
     line[len] = '\n';
     fwrite(line, 1, len + 1, stderr);

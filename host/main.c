@@ -96,7 +96,8 @@ static const char *run_help =
     "  -X key=value              any librdkafka property (repeatable)\n"
     "  --watch / --no-watch      reload when the script is saved (default: on); SIGHUP reloads too\n"
     "  --allow-unsigned-deploy   accept unsigned versions from the control topic (development only)\n"
-    "  --quiet                   only warnings and errors on stderr\n"
+    "  --quiet                   only warnings and errors on stderr (and no progress line)\n"
+    "  --log-format text|json    log lines as text (level and time first) or JSON objects\n"
     "\n"
     "Every option can also be set in the script: eddy.job{ name=..., brokers=..., ... }.\n"
     "The command line wins. Exit: 0 clean stop or end of input, 1 fatal error, 2 usage.\n";
@@ -306,7 +307,7 @@ static int cmd_run(int argc, char **argv)
     static const char *with_value[] = {"--brokers", "--input", "--input-format", "--output",
                                        "--dlq", "--partitions", "--state-dir", "--app-id",
                                        "--guarantee", "--commit-interval", "-X", "--http",
-                                       "--threads", NULL};
+                                       "--threads", "--log-format", NULL};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -354,6 +355,12 @@ static int cmd_run(int argc, char **argv)
         else if (!strcmp(a, "--app-id")) o.app_id = v;
         else if (!strcmp(a, "--guarantee")) o.guarantee = v;
         else if (!strcmp(a, "--commit-interval")) o.commit_interval = v;
+        else if (!strcmp(a, "--log-format")) {
+            if (strcmp(v, "json") && strcmp(v, "text")) {
+                return usage_error("run", "--log-format: expected text or json, got %s", v);
+            }
+            eddy_log_json = !strcmp(v, "json");
+        }
         else if (!strcmp(a, "--partitions")) {
             if (parse_int(v, &o.partitions) != 0) {
                 return usage_error("run", "--partitions: expected a positive number, got %s", v);
@@ -535,7 +542,7 @@ static int cmd_run(int argc, char **argv)
         eddy_runner_new(&runner, job, sink, dlqs, app_buf);
         eddy_runner_set_state(runner, state);
         eddy_file_conf fc = {input_buf, strcmp(fmt_buf, "lines") == 0, partitions, &stop_flag,
-                             reload, rollback_errors};
+                             reload, rollback_errors, isatty(2) && !o.quiet};
         rc = eddy_file_run(runner, job, &fc, errstr, sizeof errstr);
         char cerr[1024] = "";
         int frc = rc ? 0 : eddy_runner_finish(runner);
