@@ -23,25 +23,8 @@ local type, error, pairs, ipairs, pcall, next, tostring, setmetatable =
 local floor, huge, sub, sort = math.floor, math.huge, string.sub, table.sort
 local ffi_string = ffi.string
 
--- Host functions used here (exported by the eddy binary), declared at build
--- time (after eddy.runtime's eddy_batch_view). Each cdef alone, so a
--- declaration made elsewhere first does not stop the others.
-local declared = false
-local function declare()
-    if declared then return end
-    declared = true
-    for _, decl in ipairs {
-        "void eddy_log(int level, const char *fmt, ...);",
-        "void eddy_state_undo_record(void *st);",
-        "void eddy_batch_drop_outputs_of(eddy_batch_view *b, int32_t src);",
-        [[typedef struct eddy_metrics { uint64_t records_in, records_out, errors, dead_lettered,
-            batches, late_records, nil_keys; } eddy_metrics;]],
-        "extern eddy_metrics eddy_stats;",
-    } do
-        pcall(ffi.cdef, decl)
-    end
-end
-
+-- The host functions used here (eddy_log, eddy_stats, the undo log) are
+-- declared by eddy.state, which this module requires before it uses them.
 local function host_has(sym)
     local ok = pcall(function() return C[sym] end)
     return ok
@@ -142,13 +125,7 @@ local function scheduler(S, B, job)
     local sch = schedulers[S]
     if sch then return sch end
     local state = require "eddy.state"
-    declare()
-    local be8 = state.be8
-    local byte = string.byte
-    local function unbe8(s, i)        -- the inverse of state.be8
-        local a, b, c, d, e, f, g, k = byte(s, i, i + 7)
-        return (((a * 256 + b) * 256 + c) * 256 + d) * 4294967296 + ((e * 256 + f) * 256 + g) * 256 + k
-    end
+    local be8, unbe8 = state.be8, state.unbe8
     local kp, kl, vp, vl = ffi.new("const char *[1]"), ffi.new("size_t[1]"),
         ffi.new("const char *[1]"), ffi.new("size_t[1]")
     local can_log, can_count = host_has("eddy_log"), host_has("eddy_stats")

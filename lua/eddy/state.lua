@@ -27,6 +27,18 @@ const char *eddy_kv_error(eddy_batch_view *b);
 int32_t     eddy_murmur2_partition(const void *key, size_t len, int32_t n);
 ]]
 
+-- Host functions for work outside a record (S.isolated, eddy.processor): the
+-- log, the undo log, output withdrawal and the error counter (a prefix of the
+-- host's struct eddy_metrics is enough).
+ffi.cdef [[
+void eddy_log(int level, const char *fmt, ...);
+void eddy_state_undo_record(void *st);
+void eddy_batch_drop_outputs_of(eddy_batch_view *b, int32_t src);
+typedef struct eddy_metrics { uint64_t records_in, records_out, errors, dead_lettered,
+    batches, late_records, nil_keys; } eddy_metrics;
+extern eddy_metrics eddy_stats;
+]]
+
 local vlen = ffi.new("size_t[1]")
 -- Values are built in a buffer object of our own: `"v" .. buffer.encode(v)` mixes
 -- string.buffer's temporary buffer with a JIT-compiled concatenation, and this
@@ -247,16 +259,6 @@ function _M.new(B)
     -- run it under a batch index of its own, so that when it fails its store
     -- writes are undone and its outputs dropped alone; the failure is logged and
     -- counted in eddy_errors_total, never lost silently.
-    for _, decl in ipairs {
-        "void eddy_log(int level, const char *fmt, ...);",
-        "void eddy_state_undo_record(void *st);",
-        "void eddy_batch_drop_outputs_of(eddy_batch_view *b, int32_t src);",
-        [[typedef struct eddy_metrics { uint64_t records_in, records_out, errors, dead_lettered,
-            batches, late_records, nil_keys; } eddy_metrics;]],
-        "extern eddy_metrics eddy_stats;",
-    } do
-        pcall(ffi.cdef, decl)
-    end
     local seq = -1
     function S.isolated(what, fn, ...)
         local saved = B.cur
