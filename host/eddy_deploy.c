@@ -6,6 +6,7 @@
 #include "eddy_deploy.h"
 #include "eddy.h"
 #include "eddy_log.h"
+#include "eddy_clock.h"
 
 #include <librdkafka/rdkafka.h>
 #include <openssl/crypto.h>
@@ -15,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 struct eddy_deploy {
     rd_kafka_t *rk;
@@ -267,8 +267,7 @@ static int accept_version(eddy_deploy *d, const rd_kafka_message_t *m, char *ver
 
 const char *eddy_deploy_poll(eddy_deploy *d, int wait_ms, char version[17])
 {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = eddy_mono_ms();
     const char *found = NULL;
     char v[17];
     for (;;) {
@@ -285,10 +284,7 @@ const char *eddy_deploy_poll(eddy_deploy *d, int wait_ms, char version[17])
             rd_kafka_message_destroy(m);
             continue;
         }
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
-        if (ms >= wait_ms) {
+        if (eddy_mono_ms() - t0 >= wait_ms) {
             break;
         }
     }

@@ -7,6 +7,7 @@
 #include "eddy_envelope.h"
 #include "eddy_log.h"
 #include "eddy_murmur2.h"
+#include "eddy_clock.h"
 #include "eddy_reload.h"
 #include "eddy_metrics.h"
 #include <sys/stat.h>
@@ -16,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 #include <poll.h>
 
@@ -34,11 +34,6 @@ typedef struct reader {
     uint32_t     rr;              /* round robin for null keys */
     eddy_buf     scratch;         /* the raw line, kept for the DLQ */
 } reader;
-
-static int64_t now_ms(void)
-{
-    return eddy_wall_ms();
-}
 
 static int64_t take_offset(reader *rd, int source, int32_t partition, int64_t given)
 {
@@ -90,7 +85,7 @@ static int one_line(reader *rd, char *line, size_t len, int64_t lineno)
     }
     if (rd->conf->lines) {
         int32_t p = pick_partition(rd, NULL, -1);
-        eddy_batch_add(rd->batch, 0, p, take_offset(rd, 0, p, -1), now_ms(), NULL, -1, line,
+        eddy_batch_add(rd->batch, 0, p, take_offset(rd, 0, p, -1), eddy_wall_ms(), NULL, -1, line,
                        (int32_t)len);
         return 0;
     }
@@ -130,11 +125,11 @@ static int one_line(reader *rd, char *line, size_t len, int64_t lineno)
             return rc;
         }
         return eddy_runner_bad_input(rd->runner, eddy_job_source(rd->job, 0), -1, lineno - 1,
-                                     now_ms(), NULL, -1, raw, (ssize_t)len, "envelope", msg);
+                                     eddy_wall_ms(), NULL, -1, raw, (ssize_t)len, "envelope", msg);
     }
     int32_t p = env->partition >= 0 ? env->partition : pick_partition(rd, env->key, env->key_len);
     eddy_batch_add(rd->batch, source, p, take_offset(rd, source, p, env->offset),
-                   env->has_ts ? env->ts : now_ms(), env->key, (int32_t)env->key_len,
+                   env->has_ts ? env->ts : eddy_wall_ms(), env->key, (int32_t)env->key_len,
                    env->payload, (int32_t)env->payload_len);
     for (int h = 0; h < env->nheaders; h++) {
         eddy_header *eh = &env->headers[h];

@@ -9,6 +9,7 @@
 #include "eddy_runner.h"
 #include "eddy_state.h"
 #include "eddy_reload.h"
+#include "eddy_clock.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -18,13 +19,6 @@
 #include <unistd.h>
 
 #define BATCH_MAX 4096
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- producer sink ---- */
 
@@ -255,7 +249,7 @@ static int commit_pending(run *r)
     rd_kafka_resp_err_t err = rd_kafka_commit(r->consumer, r->pending, 0);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         static int64_t last_warn;
-        int64_t now = mono_ms();
+        int64_t now = eddy_mono_ms();
         if (now - last_warn >= 5000) {
             last_warn = now;
             eddy_log_warn("kafka: offset commit failed: %s (kept; retried)", rd_kafka_err2str(err));
@@ -601,7 +595,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
                   eddy_job_source(job, 0), nsrc > 1 ? ", ..." : "", c->app_id, c->brokers);
 
     eddy_batch *b = eddy_job_batch(job);
-    int64_t last_commit = mono_ms(), last_tick = last_commit;
+    int64_t last_commit = eddy_mono_ms(), last_tick = last_commit;
     rd_kafka_topic_t *last_rkt = NULL;
     int last_src = -1;
     while (!*c->stop) {
@@ -673,7 +667,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
             }
         }
         rd_kafka_poll(r.producer, 0);     /* delivery reports */
-        int64_t now = mono_ms();
+        int64_t now = eddy_mono_ms();
         if (now - last_tick >= 100) {      /* wall-clock schedules, idle_advance */
             last_tick = now;
             if ((rc = eddy_runner_tick(r.runner))) {
@@ -707,7 +701,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
         rc = commit(&r);
     }
     /* a commit refused during a rebalance: let the group settle, then retry */
-    for (int64_t until = mono_ms() + STOP_COMMIT_MS; rc == 0 && r.pending && mono_ms() < until;) {
+    for (int64_t until = eddy_mono_ms() + STOP_COMMIT_MS; rc == 0 && r.pending && eddy_mono_ms() < until;) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(r.consumer, 100);
         if (m) {
             rd_kafka_message_destroy(m);    /* not processed: its offset is not committed */

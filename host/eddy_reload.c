@@ -10,6 +10,7 @@
 #include "eddy_log.h"
 #include "eddy_metrics.h"
 #include "eddy_deploy.h"
+#include "eddy_clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
-#include <time.h>
 #include <unistd.h>
 
 #define QUIET_MS 100
@@ -34,13 +34,6 @@ struct eddy_reload {
 void eddy_reload_set_deploy(eddy_reload *rl, eddy_deploy *d)
 {
     rl->deploy = d;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void eddy_reload_version(const char *script, char out[17])
@@ -122,7 +115,7 @@ static void drain(eddy_reload *rl)
             struct inotify_event *ev = (struct inotify_event *)p;
             size_t len = ev->len ? strlen(ev->name) : 0;
             if (len > 4 && strcmp(ev->name + len - 4, ".lua") == 0) {
-                rl->changed_at = mono_ms();
+                rl->changed_at = eddy_mono_ms();
             }
             p += sizeof(*ev) + ev->len;
         }
@@ -146,7 +139,7 @@ eddy_job *eddy_reload_poll(eddy_reload *rl, eddy_job *running)
     }
     if (rl->fd >= 0) {
         drain(rl);
-        if (rl->changed_at && mono_ms() - rl->changed_at >= QUIET_MS) {
+        if (rl->changed_at && eddy_mono_ms() - rl->changed_at >= QUIET_MS) {
             rl->changed_at = 0;
             char v[17];
             eddy_reload_version(rl->script, v);
@@ -168,7 +161,7 @@ eddy_job *eddy_reload_poll(eddy_reload *rl, eddy_job *running)
 eddy_job *eddy_reload_load(eddy_reload *rl, const char *path, const char *version,
                            eddy_job *running)
 {
-    int64_t t0 = mono_ms();
+    int64_t t0 = eddy_mono_ms();
     char errstr[2048];
     eddy_job *next = NULL;
     int rc = eddy_job_load(&next, path, rl->lua_dir, errstr, sizeof errstr);
@@ -194,6 +187,6 @@ eddy_job *eddy_reload_load(eddy_reload *rl, const char *path, const char *versio
     }
     eddy_job_set_version(next, version);
     eddy_log_info("reload %s loaded and checked in %lld ms; swapping at the next batch boundary",
-                  version, (long long)(mono_ms() - t0));
+                  version, (long long)(eddy_mono_ms() - t0));
     return next;
 }

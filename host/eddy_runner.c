@@ -8,12 +8,11 @@
 #include "eddy_state.h"
 #include "eddy_watchdog.h"
 #include "eddy_outbox.h"
+#include "eddy_clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <sys/time.h>
 
 eddy_metrics eddy_stats;
 
@@ -282,16 +281,9 @@ static void roll_back(eddy_runner *r, const char *why)
     drop_job(r, failed);
 }
 
-static double now_ms_f(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 void eddy_runner_swap(eddy_runner *r, eddy_job *next, int rollback_errors)
 {
-    double t0 = now_ms_f();
+    int64_t t0 = eddy_mono_us();
     if (r->prev) {
         drop_job(r, r->prev);                /* the one before is not needed any more */
     }
@@ -317,7 +309,7 @@ void eddy_runner_swap(eddy_runner *r, eddy_job *next, int rollback_errors)
     eddy_batch_reset(b);
     b->state = r->state;
     eddy_log_info("reload %s swapped in (was %s) in %.3f ms", eddy_job_version(next),
-                  eddy_job_version(old), now_ms_f() - t0);
+                  eddy_job_version(old), (double)(eddy_mono_us() - t0) / 1000.0);
     if (eddy_job_on_reload(next, eddy_job_version(old), err, sizeof err) != 0) {
         eddy_stats.reloads_ok--;
         roll_back(r, err);
@@ -478,16 +470,3 @@ int eddy_runner_commit(eddy_runner *r, char *errstr, size_t errstr_size)
     return rc;
 }
 
-int64_t eddy_wall_ms(void)
-{
-    static int64_t offset;
-    static int read;
-    if (!read) {
-        const char *e = getenv("EDDY_CLOCK_OFFSET_MS");
-        offset = e ? strtoll(e, NULL, 10) : 0;      /* may be negative (data from the past) */
-        read = 1;
-    }
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000 + offset;
-}

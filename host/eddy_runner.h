@@ -12,12 +12,6 @@
 
 typedef struct eddy_runner eddy_runner;
 
-/**
- * @brief The wall clock jobs see, in ms: the real one shifted by
- *        $EDDY_CLOCK_OFFSET_MS (the test driver's advance_time).
- */
-int64_t eddy_wall_ms(void);
-
 /** @brief @p job, @p sink and @p dlq are borrowed and must outlive the runner. */
 int  eddy_runner_new(eddy_runner **out, eddy_job *job, eddy_sink *sink, eddy_sink *dlq,
                      const char *app_id);

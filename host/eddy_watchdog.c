@@ -4,6 +4,7 @@
 #include "eddy_watchdog.h"
 #include "eddy.h"
 #include "eddy_log.h"
+#include "eddy_clock.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,17 +21,10 @@ static pthread_t thread;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void eddy_watchdog_enter(eddy_job *job)
 {
     atomic_store(&current, job);
-    atomic_store(&since_ms, mono_ms());
+    atomic_store(&since_ms, eddy_mono_ms());
 }
 
 void eddy_watchdog_leave(void)
@@ -63,7 +57,7 @@ static void *watch(void *arg)
             interrupted_at = 0;
             continue;
         }
-        long long busy = mono_ms() - s;
+        long long busy = eddy_mono_ms() - s;
         eddy_job *job = atomic_load(&current);
         int timeout = atomic_load(&timeout_ms_v);
         if (timeout <= 0) {
