@@ -29,6 +29,7 @@ struct eddy_job {
     int         stateful;
     char       *describe;
     char       *dot, *mermaid;
+    char       *layout;         /* Kafka mode: sources and changelog families per sub-topology */
     char       *script;
     char       *sources[MAX_TOPICS];
     int         nsources;
@@ -343,10 +344,13 @@ void eddy_job_destroy(eddy_job *job)
     free(job->on_error);
     free(job->describe);
     free(job->dot);
+    free(job->layout);
     free(job->mermaid);
     free(job->script);
     free(job);
 }
+
+static int topo_call(eddy_job *job, const char *name, int nargs, int nres);
 
 int eddy_job_configure(eddy_job *job, const char *app_id, int kafka, int partitions,
                        char *errstr, size_t errstr_size)
@@ -381,7 +385,21 @@ int eddy_job_configure(eddy_job *job, const char *app_id, int kafka, int partiti
     lua_getfield(L, -1, "run");
     job->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
+    free(job->layout);
+    job->layout = NULL;
+    if (kafka) {
+        lua_pushstring(L, app_id);
+        if (topo_call(job, "layout", 1, 1) == 0) {
+            job->layout = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        }
+        lua_settop(L, 0);
+    }
     return validate(job, errstr, errstr_size);
+}
+
+const char *eddy_job_layout(const eddy_job *job)
+{
+    return job->layout ? job->layout : "";
 }
 
 const char *eddy_job_name(const eddy_job *job) { return job->name; }

@@ -59,6 +59,12 @@ int eddy_job_configure(eddy_job *job, const char *app_id, int kafka, int partiti
 eddy_batch *eddy_job_batch(eddy_job *job);
 
 /**
+ * @brief Kafka mode (after configure): lines "source\tS\ttopic" (sub-topology S
+ *        reads topic) and "family\tS\tname" (its changelog <app>-<name>-changelog).
+ */
+const char *eddy_job_layout(const eddy_job *job);
+
+/**
  * Called for each record whose processing failed. @p stage is
  * "deserialize", "process" or "serialize"; @p msg names the script line.
  * Return 0 to go on with the rest of the batch, non-zero to stop.

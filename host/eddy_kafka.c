@@ -10,6 +10,7 @@
 #include "eddy_state.h"
 #include "eddy_reload.h"
 #include "eddy_clock.h"
+#include "eddy_changelog.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #define BATCH_MAX 4096
 
@@ -43,6 +45,9 @@ typedef struct kafka_sink {
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     kafka_sink *ks = opaque;
+    if (m->_private && !m->err) {
+        eddy_changelog_delivered(m->_private, m->offset);    /* a changelog record */
+    }
     if (m->err) {
         if (ks->delivery_failures++ == 0) {
             snprintf(ks->first_failure, sizeof ks->first_failure, "delivery to %s failed: %s",
@@ -173,6 +178,10 @@ typedef struct run {
     rd_kafka_topic_partition_list_t *tasks;   /* assigned partitions; .offset = next to commit */
     int           dirty;                     /* offsets advanced since the last commit */
     rd_kafka_topic_partition_list_t *pending; /* processed, flushed, not yet committed */
+    eddy_changelog *cl;                      /* the stores' changelogs (stateful jobs) */
+    int           in_txn;                    /* exactly_once: a transaction is open */
+    int           failed;                    /* a rebalance failed (restore): stop */
+    int           stopping;                  /* the last commit: no new transaction after it */
     char         *errstr;
     size_t        errstr_size;
 } run;
@@ -261,20 +270,134 @@ static int commit_pending(run *r)
     return 0;
 }
 
+/* Flush every output and changelog record; @returns 0 when all are acknowledged. */
+static int flush_all(run *r)
+{
+    int rc = eddy_sink_flush(r->sink);
+    if (rc == 0 && r->dlq != r->sink) {
+        rc = eddy_sink_flush(r->dlq);
+    }
+    if (rc == 0) {
+        rc = ks_flush(r->ks);       /* changelogs, and outputs when the sinks are files */
+    }
+    if (rc) {
+        snprintf(r->errstr, r->errstr_size, "%s", r->ks && r->ks->delivery_failures
+                 ? r->ks->first_failure : "cannot flush outputs; offsets not committed");
+    }
+    return rc;
+}
+
+static int rewind_tasks(run *r);
+
+/* exactly_once: the open transaction holds the interval's outputs, changelog
+ * records and commit markers; the input offsets join it, it commits, and the
+ * LMDB transaction commits right after. A failure aborts it and rewinds every
+ * task to its last commit. */
+static int commit_txn(run *r)
+{
+    rd_kafka_error_t *e = NULL;
+    int rc = 0;
+    if (!r->in_txn) {
+        return 0;          /* after the last commit of a stop */
+    }
+    if (r->cl && eddy_changelog_write_changes(r->cl)) {
+        snprintf(r->errstr, r->errstr_size, "cannot write the changelogs");
+        rc = EDDY_EKAFKA;
+    }
+    if (!rc && r->cl && (rc = flush_all(r)) == 0 && eddy_changelog_write_markers(r->cl)) {
+        snprintf(r->errstr, r->errstr_size, "cannot write the commit markers");
+        rc = EDDY_EKAFKA;
+    }
+    take_offsets(r);
+    if (!rc && r->pending && r->pending->cnt > 0) {
+        rd_kafka_consumer_group_metadata_t *gm = rd_kafka_consumer_group_metadata(r->consumer);
+        e = rd_kafka_send_offsets_to_transaction(r->producer, r->pending, gm, 30000);
+        rd_kafka_consumer_group_metadata_destroy(gm);
+    }
+    if (!rc && !e) {
+        e = rd_kafka_commit_transaction(r->producer, 60000);
+    }
+    if (!rc && !e && r->ks->delivery_failures) {
+        snprintf(r->errstr, r->errstr_size, "%s", r->ks->first_failure);
+        rc = EDDY_EKAFKA;
+    }
+    if (e || rc) {
+        if (e && rd_kafka_error_is_fatal(e)) {
+            snprintf(r->errstr, r->errstr_size, "transaction failed for good (fenced by a newer "
+                     "instance?): %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            return EDDY_EKAFKA;
+        }
+        eddy_log_warn("kafka: transaction failed (%s): aborting it and going back to the last "
+                      "commit", e ? rd_kafka_error_string(e) : r->errstr);
+        if (e) {
+            rd_kafka_error_destroy(e);
+        }
+        e = rd_kafka_abort_transaction(r->producer, 60000);
+        r->in_txn = 0;
+        if (e) {
+            snprintf(r->errstr, r->errstr_size, "cannot abort the transaction: %s",
+                     rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            return EDDY_EKAFKA;
+        }
+        r->ks->delivery_failures = 0;
+        eddy_stats.txn_aborts++;
+        if ((rc = rewind_tasks(r)) != 0) {
+            return rc;
+        }
+    } else {
+        r->in_txn = 0;
+        eddy_stats.txn_commits++;
+        if (r->pending) {
+            /* the broker took them in the transaction; committing them again outside it
+             * changes nothing on Kafka, and the development broker needs it (it drops
+             * offsets sent in a transaction) */
+            rd_kafka_commit(r->consumer, r->pending, 1);
+            rd_kafka_topic_partition_list_destroy(r->pending);
+            r->pending = NULL;
+        }
+        if (r->cl && eddy_changelog_record(r->cl, r->errstr, r->errstr_size)) {
+            return EDDY_EKAFKA;
+        }
+        if (r->conf->state && eddy_state_commit(r->conf->state, r->errstr, r->errstr_size)) {
+            return EDDY_EKAFKA;
+        }
+    }
+    if (r->stopping) {
+        return 0;
+    }
+    if ((e = rd_kafka_begin_transaction(r->producer)) != NULL) {
+        snprintf(r->errstr, r->errstr_size, "cannot begin a transaction: %s",
+                 rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return EDDY_EKAFKA;
+    }
+    r->in_txn = 1;
+    return 0;
+}
+
 /* Flush outputs, then commit the offsets of everything processed. A commit
- * the broker refuses stays pending; only a failed flush is an error. */
+ * the broker refuses stays pending; only a failed flush is an error.
+ * With changelogs: the changed keys go out with the outputs; once all are
+ * acknowledged the commit markers follow, then LMDB commits, then Kafka. */
 static int commit(run *r)
 {
     if (r->runner && eddy_runner_holding(r->runner)) {
         return 0;        /* a new version's failure streak is undecided: commit nothing yet */
     }
-    int rc = eddy_sink_flush(r->sink);
-    if (rc == 0 && r->dlq != r->sink) {
-        rc = eddy_sink_flush(r->dlq);
+    if (r->conf->exactly_once) {
+        return commit_txn(r);
     }
-    if (rc) {
-        snprintf(r->errstr, r->errstr_size, "%s", r->ks && r->ks->delivery_failures
-                 ? r->ks->first_failure : "cannot flush outputs; offsets not committed");
+    if (r->cl && eddy_changelog_write_changes(r->cl)) {
+        snprintf(r->errstr, r->errstr_size, "cannot write the changelogs");
+        return EDDY_EKAFKA;
+    }
+    if (flush_all(r)) {
+        return EDDY_EKAFKA;
+    }
+    if (r->cl && (eddy_changelog_write_markers(r->cl) || flush_all(r) ||
+                  eddy_changelog_record(r->cl, r->errstr, r->errstr_size))) {
         return EDDY_EKAFKA;
     }
     if (r->conf->state && eddy_state_commit(r->conf->state, r->errstr, r->errstr_size) != 0) {
@@ -283,6 +406,111 @@ static int commit(run *r)
     take_offsets(r);
     commit_pending(r);
     return 0;
+}
+
+/* Bring the tasks of @p parts up to their last commit from the changelogs,
+ * before any of their records is processed. */
+static int restore_tasks(run *r, const rd_kafka_topic_partition_list_t *parts)
+{
+    if (!r->cl) {
+        return 0;
+    }
+    eddy_changelog_set_job(r->cl, r->job);
+    int32_t done[1024];
+    int ndone = 0;
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &parts->elems[i];
+        int sub = eddy_changelog_sub_of(r->cl, p->topic);
+        int32_t id = (sub << 16) | p->partition;
+        int seen = sub < 0;
+        for (int j = 0; j < ndone && !seen; j++) {
+            seen = done[j] == id;
+        }
+        if (seen) {
+            continue;
+        }
+        if (ndone < 1024) {
+            done[ndone++] = id;
+        }
+        if (eddy_changelog_restore(r->cl, sub, p->partition, r->conf->stop, r->errstr,
+                                   r->errstr_size)) {
+            return EDDY_EKAFKA;
+        }
+    }
+    return eddy_state_commit(r->conf->state, r->errstr, r->errstr_size) ? EDDY_EKAFKA : 0;
+}
+
+/* Where each task goes on: after the inputs its state reflects, or the group's
+ * committed offset when that is further (an interval that changed no state). */
+static void resume_positions(run *r, rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_topic_partition_list_t *committed = rd_kafka_topic_partition_list_copy(parts);
+    int have = rd_kafka_committed(r->consumer, committed, 5000) == 0;
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+        int64_t local = eddy_state_input_offset(r->conf->state, p->partition, p->topic);
+        int64_t group = have ? committed->elems[i].offset : -1;
+        if (local >= 0 && local > group && local > p->offset) {
+            eddy_log_info("task %s[%d]: the state reflects inputs up to offset %lld (the "
+                          "group committed %lld): going on from there", p->topic,
+                          p->partition, (long long)local, (long long)group);
+            p->offset = local;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(committed);
+}
+
+/* exactly_once, after an abort: drop what the aborted transaction did to the
+ * state, restore every task to its last commit and seek back to its inputs. */
+static int rewind_tasks(run *r)
+{
+    if (r->pending) {
+        rd_kafka_topic_partition_list_destroy(r->pending);
+        r->pending = NULL;
+    }
+    r->dirty = 0;
+    if (!r->tasks || r->tasks->cnt == 0) {
+        return 0;
+    }
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_copy(r->tasks);
+    for (int i = 0; i < parts->cnt; i++) {
+        parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+        r->tasks->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+    }
+    int rc = 0;
+    if (r->conf->state) {
+        eddy_state_abort(r->conf->state);
+        eddy_job_forget_all(r->job);
+        for (int i = 0; i < parts->cnt; i++) {
+            eddy_job_assign_partition(r->job, parts->elems[i].partition);
+        }
+        rc = restore_tasks(r, parts);
+        if (rc == 0) {
+            resume_positions(r, parts);
+        }
+    }
+    if (rc == 0) {
+        rd_kafka_topic_partition_list_t *committed = rd_kafka_topic_partition_list_copy(parts);
+        rd_kafka_committed(r->consumer, committed, 5000);
+        for (int i = 0; i < parts->cnt; i++) {
+            if (parts->elems[i].offset < 0) {
+                parts->elems[i].offset = committed->elems[i].offset >= 0
+                                             ? committed->elems[i].offset
+                                             : RD_KAFKA_OFFSET_BEGINNING;
+            }
+        }
+        rd_kafka_topic_partition_list_destroy(committed);
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(r->consumer, parts, 10000);
+        if (e) {
+            snprintf(r->errstr, r->errstr_size, "cannot rewind: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            rc = EDDY_EKAFKA;
+        } else {
+            eddy_log_info("kafka: %d task(s) back at their last commit", parts->cnt);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+    return rc;
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -300,23 +528,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             }
         }
         if (r->conf->state) {
-            /* the state on disk records the inputs it reflects: when it is ahead of the
-             * group's committed offset (a crash between the state commit and the offset
-             * commit), go on after it, so no input is applied to the state twice */
-            rd_kafka_topic_partition_list_t *committed = rd_kafka_topic_partition_list_copy(parts);
-            int have = rd_kafka_committed(rk, committed, 5000) == 0;
-            for (int i = 0; i < parts->cnt; i++) {
-                rd_kafka_topic_partition_t *p = &parts->elems[i];
-                int64_t local = eddy_state_input_offset(r->conf->state, p->partition, p->topic);
-                int64_t group = have ? committed->elems[i].offset : -1;
-                if (local >= 0 && local > group && local > p->offset) {
-                    eddy_log_info("task %s[%d]: the state reflects inputs up to offset %lld (the "
-                                  "group committed %lld): going on from there", p->topic,
-                                  p->partition, (long long)local, (long long)group);
-                    p->offset = local;
-                }
+            /* first the state: up to its last commit from the changelogs; then, as the
+             * state records the inputs it reflects, go on after them when the group's
+             * committed offset is behind (a crash between the state commit and the
+             * offset commit), so no input is applied to the state twice */
+            if (restore_tasks(r, parts) != 0) {
+                eddy_log_error("kafka: cannot restore the state: %s", r->errstr);
+                r->failed = 1;
+                *r->conf->stop = 1;
             }
-            rd_kafka_topic_partition_list_destroy(committed);
+            resume_positions(r, parts);
         }
         for (int i = 0; i < parts->cnt; i++) {
             rd_kafka_topic_partition_t *p = &parts->elems[i];
@@ -359,6 +580,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
         for (int i = 0; i < parts->cnt; i++) {
             eddy_log_info("task %s[%d] revoked", parts->elems[i].topic, parts->elems[i].partition);
+            if (r->cl) {
+                eddy_changelog_forget(r->cl, parts->elems[i].partition);
+            }
             if (r->conf->state) {
                 eddy_state_drop_partition(r->conf->state, parts->elems[i].partition);
                 eddy_job_forget_partition(r->job, parts->elems[i].partition);
@@ -501,6 +725,50 @@ static rd_kafka_topic_partition_t *task_of(run *r, const char *topic, int32_t pa
     return rd_kafka_topic_partition_list_find(r->tasks, topic, partition);
 }
 
+/* The transactional id of this instance: <app>-<id>, the id kept in
+ * <state-dir>/<app>/instance.id, so a restarted instance fences its own
+ * unfinished transaction at once (init_transactions aborts it). */
+static void transactional_id(const eddy_kafka_conf *c, char *out, size_t size)
+{
+    char path[4096], id[64] = "";
+    snprintf(path, sizeof path, "%s/%s/instance.id", c->state_dir ? c->state_dir : ".", c->app_id);
+    FILE *fp = fopen(path, "r");
+    if (fp) {
+        if (!fgets(id, sizeof id, fp)) {
+            id[0] = '\0';
+        }
+        fclose(fp);
+        id[strcspn(id, "\r\n")] = '\0';
+    }
+    if (!id[0]) {
+        unsigned char rnd[8] = {0};
+        FILE *ur = fopen("/dev/urandom", "r");
+        if (!ur || fread(rnd, 1, sizeof rnd, ur) != sizeof rnd) {
+            uint64_t t = (uint64_t)eddy_wall_ms() ^ ((uint64_t)getpid() << 32);
+            memcpy(rnd, &t, sizeof rnd);
+        }
+        if (ur) {
+            fclose(ur);
+        }
+        for (int i = 0; i < 8; i++) {
+            snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+        }
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/%s", c->state_dir ? c->state_dir : ".", c->app_id);
+        mkdir(c->state_dir ? c->state_dir : ".", 0755);
+        mkdir(dir, 0755);
+        if ((fp = fopen(path, "w")) != NULL) {
+            fprintf(fp, "%s\n", id);
+            fclose(fp);
+        }
+    }
+    if (c->worker > 0) {
+        snprintf(out, size, "%s-%s-w%d", c->app_id, id, c->worker);
+    } else {
+        snprintf(out, size, "%s-%s", c->app_id, id);
+    }
+}
+
 int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t errstr_size)
 {
     run r = {.conf = c, .job = job, .errstr = errstr, .errstr_size = errstr_size};
@@ -525,6 +793,14 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     if ((rc = set_props(pc, c, pdefaults, errstr, errstr_size))) {
         rd_kafka_conf_destroy(pc);
         return rc;
+    }
+    char txn_id[512];
+    if (c->exactly_once) {
+        transactional_id(c, txn_id, sizeof txn_id);
+        if (rd_kafka_conf_set(pc, "transactional.id", txn_id, errstr, errstr_size)) {
+            rd_kafka_conf_destroy(pc);
+            return EDDY_EKAFKA;
+        }
     }
     r.ks = calloc(1, sizeof(*r.ks));
     r.ks->stop = c->stop;
@@ -573,6 +849,45 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     rd_kafka_poll_set_consumer(r.consumer);
     cq = rd_kafka_queue_get_consumer(r.consumer);
 
+    if (c->state && eddy_job_stateful(job)) {
+        /* the changelogs' reader: assign() only, committed data only */
+        const char *rdefaults[] = {
+            "bootstrap.servers", c->brokers, "group.id", c->app_id, "enable.auto.commit", "false",
+            "enable.partition.eof", "true", "isolation.level", "read_committed",
+            "auto.offset.reset", "earliest", "fetch.wait.max.ms", "10", "fetch.error.backoff.ms", "10",
+            "topic.metadata.refresh.fast.interval.ms", "20",
+            "fetch.max.bytes", "52428800", "queued.min.messages", "1000000", NULL};
+        rd_kafka_conf_t *rc2 = rd_kafka_conf_new();
+        rd_kafka_conf_set_log_cb(rc2, log_cb);
+        rd_kafka_conf_set_error_cb(rc2, error_cb);
+        rd_kafka_t *reader = NULL;
+        if ((rc = set_props(rc2, c, rdefaults, errstr, errstr_size)) ||
+            !(reader = rd_kafka_new(RD_KAFKA_CONSUMER, rc2, errstr, errstr_size))) {
+            rd_kafka_conf_destroy(rc2);
+            rc = rc ? rc : EDDY_EKAFKA;
+            goto out;
+        }
+        if ((rc = eddy_changelog_new(&r.cl, r.producer, reader, c->app_id, c->state))) {
+            rd_kafka_destroy(reader);
+            goto out;
+        }
+        eddy_changelog_set_job(r.cl, job);
+    }
+    if (c->exactly_once) {
+        rd_kafka_error_t *e = rd_kafka_init_transactions(r.producer, 60000);
+        if (!e) {
+            e = rd_kafka_begin_transaction(r.producer);
+        }
+        if (e) {
+            snprintf(errstr, errstr_size, "exactly_once: cannot start transactions as %s: %s",
+                     txn_id, rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            rc = EDDY_EKAFKA;
+            goto out;
+        }
+        r.in_txn = 1;
+        eddy_log_info("kafka: exactly_once: transactional id %s", txn_id);
+    }
     if ((rc = eddy_runner_new(&r.runner, job, r.sink, r.dlq, c->app_id))) {
         goto out;
     }
@@ -602,6 +917,9 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
         int n = 0;
         job = eddy_runner_job(r.runner);         /* a reload or a rollback may change it */
         r.job = job;
+        if (r.cl) {
+            eddy_changelog_set_job(r.cl, job);
+        }
         if (b != eddy_job_batch(job)) {
             b = eddy_job_batch(job);
             last_rkt = NULL;
@@ -609,6 +927,14 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
         eddy_batch_reset(b);
         /* one call for up to BATCH_MAX records; rebalance callbacks are served inside */
         ssize_t got = rd_kafka_consume_batch_queue(cq, 100, raw, BATCH_MAX);
+        if (r.failed) {
+            for (ssize_t j = 0; j < got; j++) {
+                rd_kafka_message_destroy(raw[j]);
+            }
+            snprintf(errstr, errstr_size, "%s", r.errstr);
+            rc = EDDY_EKAFKA;
+            goto out_noncommit;
+        }
         for (ssize_t j = 0; j < got; j++) {
             rd_kafka_message_t *m = raw[j];
             if (m->err) {
@@ -698,6 +1024,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     }
     eddy_log_info("job %s: stopping: committing and leaving the group", eddy_job_name(job));
     if ((rc = eddy_runner_finish(r.runner)) == 0) {
+        r.stopping = 1;
         rc = commit(&r);
     }
     /* a commit refused during a rebalance: let the group settle, then retry */
@@ -728,12 +1055,20 @@ out_noncommit:
         }
         r.dirty = 0;
     }
+    if (r.in_txn && rc) {
+        rd_kafka_error_t *e = rd_kafka_abort_transaction(r.producer, 10000);
+        if (e) {
+            rd_kafka_error_destroy(e);
+        }
+        r.in_txn = 0;
+    }
     rd_kafka_consumer_close(r.consumer);
 out:
     if (cq) {
         rd_kafka_queue_destroy(cq);
     }
     eddy_runner_destroy(r.runner);
+    eddy_changelog_destroy(r.cl);
     if (r.consumer) {
         rd_kafka_destroy(r.consumer);
     }

@@ -24,6 +24,9 @@ typedef struct eddy_kafka_conf {
     struct eddy_state *state;    /* the job's stores, or NULL (borrowed) */
     struct eddy_reload *reload;  /* hot reload triggers, or NULL */
     int          rollback_errors;
+    int          exactly_once;   /* --guarantee exactly_once: transactions (EOS v2) */
+    const char  *state_dir;
+    int          worker;         /* --threads: this worker's number (1..N), or 0 */      /* where the instance id for the transactional id lives */
     volatile sig_atomic_t *stop;
 } eddy_kafka_conf;
 

@@ -13,6 +13,7 @@
 
 int eddy_log_level = EDDY_LOG_INFO;
 int eddy_log_json;
+char eddy_log_name[32] = "eddy";
 
 void eddy_log(int level, const char *fmt, ...)
 {
@@ -25,9 +26,9 @@ void eddy_log(int level, const char *fmt, ...)
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
     char line[4096];
-    int n = snprintf(line, sizeof line, "%s %04d-%02d-%02dT%02d:%02d:%02d.%03dZ eddy: ",
+    int n = snprintf(line, sizeof line, "%s %04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s: ",
                      names[level], tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000), eddy_log_name);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

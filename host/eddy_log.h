@@ -7,6 +7,7 @@
 enum { EDDY_LOG_ERROR, EDDY_LOG_WARN, EDDY_LOG_INFO, EDDY_LOG_DEBUG };
 
 extern int eddy_log_level;
+extern char eddy_log_name[32];  /* "eddy", or "eddy[w2]" in a --threads worker */
 extern int eddy_log_json;      /* 1: one JSON object per line (--log-format json) */
 
 void eddy_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -18,6 +18,9 @@ typedef struct eddy_metrics {
     uint64_t reloads_ok;      /* eddy_reloads_total{outcome="ok"} */
     uint64_t reloads_refused; /* eddy_reloads_total{outcome="refused"} */
     uint64_t reloads_rolled_back; /* eddy_reloads_total{outcome="rolled_back"} */
+    /* appended fields only: Lua's cdef (lua/eddy/state.lua) declares the ones above */
+    uint64_t txn_commits;     /* eddy_transactions_total{outcome="committed"} */
+    uint64_t txn_aborts;      /* eddy_transactions_total{outcome="aborted"} */
 } eddy_metrics;
 
 extern eddy_metrics eddy_stats;

@@ -6,6 +6,7 @@
 #include "eddy_state.h"
 #include "eddy.h"
 #include "eddy_buf.h"
+#include "eddy_keyset.h"
 #include "eddy_log.h"
 
 #include <errno.h>
@@ -26,6 +27,7 @@ typedef struct task {
     MDB_txn    *txn;           /* the write transaction of this commit interval */
     MDB_dbi     dbi[MAX_DBS];      /* indexed by the state-wide store handle */
     unsigned char open[MAX_DBS];
+    eddy_keyset *changed;      /* keys written since the last commit (changelog on) */
 } task;
 
 typedef struct iter {
@@ -49,6 +51,8 @@ struct eddy_state {
     char    *dir;
     char    *names[MAX_DBS];    /* store handle -> name, the same in every task */
     int      nnames;
+    unsigned char logged[MAX_DBS];  /* the store's changes go to a changelog */
+    int      track;             /* remember changed keys (Kafka mode: changelogs) */
     size_t   map_size;
     task    *tasks[MAX_TASKS];
     int      ntasks;
@@ -120,6 +124,7 @@ static void task_close(eddy_state *st, task *t)
         mdb_txn_abort(t->txn);
     }
     mdb_env_close(t->env);
+    eddy_keyset_destroy(t->changed);
     free(t);
 }
 
@@ -204,6 +209,11 @@ static task *task_get(eddy_state *st, int32_t id)
         if (t->env) {
             mdb_env_close(t->env);
         }
+        free(t);
+        return NULL;
+    }
+    if (st->track && !(t->changed = eddy_keyset_new())) {
+        mdb_env_close(t->env);
         free(t);
         return NULL;
     }
@@ -387,25 +397,44 @@ static int dbi_ensure(eddy_state *st, task *t, int32_t db)
     return 0;
 }
 
+/* A new store name gets the next handle; eddy's bookkeeping is not logged. */
+static int32_t register_name(eddy_state *st, const char *name)
+{
+    st->names[st->nnames] = strdup(name);
+    st->logged[st->nnames] = strcmp(name, "__offsets") != 0 && strcmp(name, "__changelog") != 0;
+    return st->nnames++;
+}
+
+static int32_t name_handle(eddy_state *st, const char *name)
+{
+    for (int i = 0; i < st->nnames; i++) {
+        if (strcmp(st->names[i], name) == 0) {
+            return i;
+        }
+    }
+    if (st->nnames == MAX_DBS) {
+        snprintf(st->err, sizeof st->err, "too many stores (at most %d)", MAX_DBS);
+        return -1;
+    }
+    return register_name(st, name);
+}
+
+static void note_change(eddy_state *st, task *t, int32_t db, const char *k, size_t klen)
+{
+    if (t->changed && st->logged[db]) {
+        eddy_keyset_add(t->changed, db, k, klen);
+    }
+}
+
 int32_t eddy_kv_open(eddy_batch *b, int32_t task_id, const char *name)
 {
     eddy_state *st = STATE(b);
     if (!st) {
         return -1;            /* no state attached (a stateless run): eddy_kv_error says so */
     }
-    int32_t db = -1;
-    for (int i = 0; i < st->nnames; i++) {
-        if (strcmp(st->names[i], name) == 0) {
-            db = i;
-        }
-    }
+    int32_t db = name_handle(st, name);
     if (db < 0) {
-        if (st->nnames == MAX_DBS) {
-            snprintf(st->err, sizeof st->err, "too many stores (at most %d)", MAX_DBS);
-            return -1;
-        }
-        st->names[st->nnames] = strdup(name);
-        db = st->nnames++;
+        return -1;
     }
     task *t = task_get(st, task_id);
     if (!t || !task_txn(st, t) || dbi_ensure(st, t, db) != 0) {
@@ -459,6 +488,7 @@ int eddy_kv_put(eddy_batch *b, int32_t task_id, int32_t db, const char *k, size_
         return -1;
     }
     undo_note(st, b, t, db, k, klen);
+    note_change(st, t, db, k, klen);
     MDB_val key = {klen, (void *)k}, val = {vlen, (void *)v};
     int rc = mdb_put(t->txn, t->dbi[db], &key, &val, 0);
     if (rc) {
@@ -479,6 +509,7 @@ int eddy_kv_del(eddy_batch *b, int32_t task_id, int32_t db, const char *k, size_
         return 0;
     }
     undo_note(st, b, t, db, k, klen);
+    note_change(st, t, db, k, klen);
     MDB_val key = {klen, (void *)k};
     int rc = mdb_del(t->txn, t->dbi[db], &key, NULL);
     if (rc == MDB_NOTFOUND) {
@@ -602,6 +633,7 @@ int64_t eddy_kv_del_range(eddy_batch *b, int32_t task_id, int32_t db, const char
     rc = flen ? mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE)
               : mdb_cursor_get(cur, &key, &val, MDB_FIRST);
     while (rc == 0 && (tlen == 0 || key_below(&key, &tob))) {
+        note_change(st, t, db, key.mv_data, key.mv_size);
         if ((rc = mdb_cursor_del(cur, 0)) != 0) {
             break;
         }
@@ -714,4 +746,174 @@ int64_t eddy_state_input_offset(eddy_state *st, int32_t partition, const char *t
         mdb_txn_abort(txn);
     }
     return best;
+}
+
+/* ---- changelogs: what changed, bookkeeping, restore ---- */
+
+void eddy_state_track_changes(eddy_state *st, int on)
+{
+    st->track = on;
+}
+
+/* The task's write transaction with store @p name open in it. */
+static task *task_store(eddy_state *st, int32_t task_id, const char *name, int32_t *db)
+{
+    if ((*db = name_handle(st, name)) < 0) {
+        return NULL;
+    }
+    task *t = task_get(st, task_id);
+    if (!t || !task_txn(st, t) || dbi_ensure(st, t, *db) != 0) {
+        return NULL;
+    }
+    return t;
+}
+
+int eddy_state_changes(eddy_state *st, eddy_state_change_cb *cb, void *opaque)
+{
+    close_iters(st);
+    for (int i = 0; i < st->ntasks; i++) {
+        task *t = st->tasks[i];
+        if (!t->changed || eddy_keyset_count(t->changed) == 0) {
+            continue;
+        }
+        if (!task_txn(st, t)) {
+            return -1;
+        }
+        size_t n = eddy_keyset_count(t->changed);
+        for (size_t j = 0; j < n; j++) {
+            int32_t db;
+            const char *k;
+            size_t klen;
+            eddy_keyset_get(t->changed, j, &db, &k, &klen);
+            if (dbi_ensure(st, t, db) != 0) {
+                return -1;
+            }
+            MDB_val key = {klen, (void *)k}, val;
+            int rc = mdb_get(t->txn, t->dbi[db], &key, &val);
+            if (rc && rc != MDB_NOTFOUND) {
+                return set_err(st, rc, t, db, "read a changed key");
+            }
+            if (cb(opaque, t->id, st->names[db], k, klen, rc ? NULL : val.mv_data,
+                   rc ? -1 : (ssize_t)val.mv_size)) {
+                return -1;
+            }
+        }
+        eddy_keyset_clear(t->changed);
+    }
+    return 0;
+}
+
+int eddy_state_active_tasks(const eddy_state *st, int32_t *ids, int max)
+{
+    int n = 0;
+    for (int i = 0; i < st->ntasks && n < max; i++) {
+        if (st->tasks[i]->txn) {
+            ids[n++] = st->tasks[i]->id;
+        }
+    }
+    return n;
+}
+
+static int64_t unbe8(const void *p)
+{
+    const unsigned char *b = p;
+    int64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | b[i];
+    }
+    return v;
+}
+
+static void be8(unsigned char *b, int64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        b[i] = (unsigned char)(v & 0xff);
+        v = (int64_t)((uint64_t)v >> 8);
+    }
+}
+
+int64_t eddy_state_meta(eddy_state *st, int32_t task_id, const char *store, const char *key)
+{
+    int32_t db;
+    task *t = task_store(st, task_id, store, &db);
+    MDB_val k = {strlen(key), (void *)key}, v;
+    if (!t || mdb_get(t->txn, t->dbi[db], &k, &v) != 0 || v.mv_size != 8) {
+        return -1;
+    }
+    return unbe8(v.mv_data);
+}
+
+int eddy_state_set_meta(eddy_state *st, int32_t task_id, const char *store, const char *key,
+                        int64_t value)
+{
+    int32_t db;
+    task *t = task_store(st, task_id, store, &db);
+    if (!t) {
+        return -1;
+    }
+    unsigned char b[8];
+    be8(b, value);
+    MDB_val k = {strlen(key), (void *)key}, v = {8, b};
+    int rc = mdb_put(t->txn, t->dbi[db], &k, &v, 0);
+    return rc ? set_err(st, rc, t, db, "put") : 0;
+}
+
+int eddy_state_meta_each(eddy_state *st, int32_t task_id, const char *store,
+                         int (*cb)(void *opaque, const char *key, size_t klen, int64_t value),
+                         void *opaque)
+{
+    int32_t db;
+    task *t = task_store(st, task_id, store, &db);
+    MDB_cursor *cur;
+    if (!t || mdb_cursor_open(t->txn, t->dbi[db], &cur) != 0) {
+        return -1;
+    }
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (v.mv_size == 8 && cb(opaque, k.mv_data, k.mv_size, unbe8(v.mv_data))) {
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    return 0;
+}
+
+int eddy_state_apply(eddy_state *st, int32_t task_id, const char *store, const char *k,
+                     size_t klen, const char *v, ssize_t vlen)
+{
+    int32_t db;
+    task *t = task_store(st, task_id, store, &db);
+    if (!t) {
+        return -1;
+    }
+    if (klen == 0 || klen > 511) {
+        return 0;
+    }
+    MDB_val key = {klen, (void *)k}, val = {vlen < 0 ? 0 : (size_t)vlen, (void *)v};
+    int rc = vlen < 0 ? mdb_del(t->txn, t->dbi[db], &key, NULL)
+                      : mdb_put(t->txn, t->dbi[db], &key, &val, 0);
+    if (rc && !(vlen < 0 && rc == MDB_NOTFOUND)) {
+        return set_err(st, rc, t, db, "restore");
+    }
+    return 0;
+}
+
+int eddy_state_mark_changed(eddy_state *st, int32_t task_id, const char *store, const char *k,
+                            size_t klen)
+{
+    int32_t db;
+    task *t = task_store(st, task_id, store, &db);
+    if (!t) {
+        return -1;
+    }
+    if (klen > 0 && klen <= 511) {
+        note_change(st, t, db, k, klen);
+    }
+    return 0;
+}
+
+const char *eddy_state_error(const eddy_state *st)
+{
+    return st->err;
 }

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "eddy_batch.h"
 
 typedef struct eddy_state eddy_state;
@@ -71,6 +72,44 @@ typedef int eddy_state_scan_cb(void *opaque, const char *task, const char *k, si
  */
 int eddy_state_scan(const char *dir, const char *store, eddy_state_scan_cb *cb, void *opaque,
                     char *errstr, size_t errstr_size);
+
+/* ---- changelogs (Kafka mode): see eddy_changelog.h ---- */
+
+/** @brief Remember the keys written from now on (off by default: file mode needs no changelog). */
+void eddy_state_track_changes(eddy_state *st, int on);
+
+/** Called by eddy_state_changes per changed key; @p vlen < 0: the key is gone. Non-zero stops. */
+typedef int eddy_state_change_cb(void *opaque, int32_t task, const char *store, const char *k,
+                                 size_t klen, const char *v, ssize_t vlen);
+/**
+ * @brief Each key written since the last call, in every task, with its value
+ *        in the open transaction (one call per key however often it was
+ *        written); then forget them. Stores "__offsets" and "__changelog" are
+ *        eddy's bookkeeping and never reported.
+ * @returns 0, or -1 (eddy_state_error says why).
+ */
+int eddy_state_changes(eddy_state *st, eddy_state_change_cb *cb, void *opaque);
+
+/** @brief The tasks with an open write transaction (written this interval). @returns how many. */
+int eddy_state_active_tasks(const eddy_state *st, int32_t *ids, int max);
+
+/** @brief An 8-byte number under @p key in @p store of the task (in its write transaction); -1 when absent. */
+int64_t eddy_state_meta(eddy_state *st, int32_t task, const char *store, const char *key);
+int     eddy_state_set_meta(eddy_state *st, int32_t task, const char *store, const char *key,
+                            int64_t value);
+/** @brief Each 8-byte number of @p store in the task (e.g. "__offsets": topic -> next offset). */
+int     eddy_state_meta_each(eddy_state *st, int32_t task, const char *store,
+                             int (*cb)(void *opaque, const char *key, size_t klen, int64_t value),
+                             void *opaque);
+
+/** @brief Restore: put (vlen >= 0) or delete (vlen < 0) a key, without remembering it as changed. */
+int eddy_state_apply(eddy_state *st, int32_t task, const char *store, const char *k, size_t klen,
+                     const char *v, ssize_t vlen);
+/** @brief Remember a key as changed (its value goes to the changelog at the next commit). */
+int eddy_state_mark_changed(eddy_state *st, int32_t task, const char *store, const char *k,
+                            size_t klen);
+/** @brief The last error of the calls above. */
+const char *eddy_state_error(const eddy_state *st);
 
 /* ---- called from Lua through the FFI; @p b is the batch (b->state is the state) ---- */
 

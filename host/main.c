@@ -5,6 +5,7 @@
  */
 #include "eddy.h"
 #include "eddy_broker.h"
+#include "eddy_workers.h"
 #include "eddy_file.h"
 #include "eddy_job.h"
 #include "eddy_kafka.h"
@@ -113,12 +114,26 @@ static const char *check_help =
 
 static const char *broker_help =
     "usage: eddy broker [--brokers N] [--topic NAME:PARTITIONS]... [--bootstrap-file F]\n"
+    "                   [--control PATH]\n"
     "\n"
     "Start librdkafka's mock cluster as a development broker (Kafka protocol over TCP).\n"
     "The first line on stdout is `bootstrap: HOST:PORT[,...]`. Topics not created with\n"
     "--topic are auto-created with 4 partitions. Runs until SIGINT/SIGTERM.\n"
     "Limits: ~5 MiB kept per partition (older data dropped silently), no compaction,\n"
-    "no CreateTopics, transactions without markers.\n";
+    "no CreateTopics, transactions without markers.\n"
+    "\n"
+    "--control PATH creates a FIFO at PATH for fault injection: write one command per\n"
+    "line (echo 'down 1' > PATH); each is acknowledged on stderr with\n"
+    "`broker: control: CMD: ok` or an error line. Commands (BROKER_ID -1: every\n"
+    "broker for down/up/rtt, no leader for leader):\n"
+    "  down BROKER_ID | up BROKER_ID     disconnect a broker / accept connections again\n"
+    "  errors API COUNT ERROR [ERROR...] fail the next COUNT requests of API (Produce,\n"
+    "                                    Fetch, OffsetCommit, JoinGroup, ...) with ERROR\n"
+    "                                    names as rd_kafka_err2name prints them\n"
+    "  topic NAME PARTITIONS             create a topic\n"
+    "  leader TOPIC PARTITION BROKER_ID  move a partition's leader\n"
+    "  coordinator group|transaction KEY BROKER_ID   pin a coordinator\n"
+    "  rtt BROKER_ID MS                  delay a broker's responses\n";
 
 /* Where eddy's Lua modules are: $EDDY_LUA_DIR, next to a checkout's build/,
  * or under an install prefix's share/eddy/lua. */
@@ -237,7 +252,7 @@ static int cmd_broker(int argc, char **argv)
     int nbrokers = 1;
     eddy_broker_topic topics[256];
     int ntopics = 0;
-    const char *bootstrap_file = NULL;
+    const char *bootstrap_file = NULL, *control_path = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -245,7 +260,7 @@ static int cmd_broker(int argc, char **argv)
             return 0;
         }
         if (i + 1 >= argc && (!strcmp(a, "--brokers") || !strcmp(a, "--topic") ||
-                              !strcmp(a, "--bootstrap-file"))) {
+                              !strcmp(a, "--bootstrap-file") || !strcmp(a, "--control"))) {
             return usage_error("broker", "%s needs a value", a);
         }
         if (!strcmp(a, "--brokers")) {
@@ -269,18 +284,22 @@ static int cmd_broker(int argc, char **argv)
             topics[ntopics++].partitions = parts;
         } else if (!strcmp(a, "--bootstrap-file")) {
             bootstrap_file = argv[++i];
+        } else if (!strcmp(a, "--control")) {
+            control_path = argv[++i];
         } else {
             return usage_error("broker", "unknown option %s", a);
         }
     }
     install_signals();
-    return eddy_broker_run(nbrokers, topics, ntopics, bootstrap_file, &stop_flag) == 0
+    return eddy_broker_run(nbrokers, topics, ntopics, bootstrap_file, control_path,
+                           &stop_flag) == 0
                ? EDDY_EXIT_OK : EDDY_EXIT_FATAL;
 }
 
 typedef struct run_opts {
     const char *script, *brokers, *input, *input_format, *output, *dlq, *state_dir;
     const char *app_id, *guarantee, *commit_interval;
+    int threads;
     int partitions;
     int quiet;
     int watch;                 /* 1 on, 0 off, -1 not given */
@@ -370,7 +389,11 @@ static int cmd_run(int argc, char **argv)
                 return usage_error("run", "-X: expected key=value, got %s", v);
             }
             o.props[o.nprops++] = v;
-        } else if (!strcmp(a, "--http") || !strcmp(a, "--threads")) {
+        } else if (!strcmp(a, "--threads")) {
+            if (parse_int(v, &o.threads) != 0 || o.threads < 1 || o.threads > 64) {
+                return usage_error("run", "--threads: expected 1..64, got %s", v);
+            }
+        } else if (!strcmp(a, "--http")) {
             return usage_error("run", "%s is not available in this version of eddy", a);
         }
     }
@@ -424,21 +447,47 @@ static int cmd_run(int argc, char **argv)
         eddy_job_destroy(job);
         return usage_error("run", "--input-format: expected envelope or lines, got %s", fmt_buf);
     }
-    if (strcmp(guar_buf, "at_least_once") != 0) {
+    int exactly_once = strcmp(guar_buf, "exactly_once") == 0;
+    if (strcmp(guar_buf, "at_least_once") != 0 && !exactly_once) {
         eddy_job_destroy(job);
-        if (strcmp(guar_buf, "exactly_once") == 0) {
-            fprintf(stderr, "eddy run: --guarantee exactly_once is not available in this "
-                            "version of eddy (at_least_once only)\n");
-            return EDDY_EXIT_USAGE;
-        }
         return usage_error("run", "--guarantee: expected at_least_once or exactly_once, got %s",
                            guar_buf);
+    }
+    if (exactly_once && input_buf[0]) {
+        eddy_job_destroy(job);
+        return usage_error("run", "%s", "--guarantee exactly_once needs Kafka (--brokers): file "
+                           "mode writes its outputs once per run already");
     }
     if (!input_buf[0] && !brokers_buf[0]) {
         eddy_job_destroy(job);
         return usage_error("run", "%s", "give --brokers (Kafka mode) or --input (file mode)");
     }
+    int threads = o.threads;
+    if (!threads) {
+        const char *t = eddy_job_option(job, "threads");
+        if (!t || parse_int(t, &threads) != 0 || threads < 1) {
+            threads = 1;
+        }
+    }
+    if (threads > 1 && input_buf[0]) {
+        eddy_log_warn("--threads %d: file mode runs one worker (its input is one stream)", threads);
+        threads = 1;
+    }
     install_signals();
+    int worker = 0;
+    if (threads > 1) {
+        int status = 0;
+        int r = eddy_workers_run(threads, &worker, &status, &stop_flag, &hup_flag);
+        if (r != 0) {
+            eddy_job_destroy(job);
+            if (r < 0) {
+                fprintf(stderr, "eddy run: cannot start %d workers: %s\n", threads, strerror(errno));
+                return EDDY_EXIT_FATAL;
+            }
+            return status;
+        }
+        snprintf(eddy_log_name, sizeof eddy_log_name, "eddy[w%d]", worker);
+    }
     char errstr[2048] = "";
     if (eddy_job_configure(job, app_buf, input_buf[0] == '\0', partitions, errstr,
                            sizeof errstr) != 0) {
@@ -571,6 +620,8 @@ static int cmd_run(int argc, char **argv)
                               .dlq = dlq_buf[0] ? dlq_buf : NULL,
                               .file_partitions = partitions, .state = state,
                               .reload = reload, .rollback_errors = rollback_errors,
+                              .exactly_once = exactly_once, .worker = worker,
+                              .state_dir = pick(o.state_dir, job, "state_dir", "./.eddy-state"),
                               .stop = &stop_flag};
         rc = eddy_kafka_run(job, &kc, errstr, sizeof errstr);
         eddy_log_info("job %s: %llu record(s) in, %llu out, %llu error(s), %llu dead-lettered",

@@ -187,6 +187,7 @@ function _M.prepare(job, batch_ud)
         return _M.compile(job, B, topo, app_id, kafka, partitions)
     end
     topo.signature = function() return _M.signature(job) end
+    topo.layout = function(app_id) return _M.layout(job, app_id) end
     topo.run_examples = function(exe, script) return _M.run_examples(job, exe, script) end
     topo.dump = function(store, k, v) return _M.dump(job, store, k, v) end
     topo.compatible = function(old) return _M.compatible(job, old) end
@@ -217,6 +218,36 @@ local function store_kinds(job)
         end
     end
     return kinds
+end
+
+--- Kafka mode: which sub-topology reads each source topic, and the changelog
+--- families of each sub-topology (a store and its "store#..." indexes share the
+--- topic <app>-<store>-changelog; a processor's timers use its name; stream
+--- time and commit markers use __task-<S>). Lines "source\tS\ttopic" and
+--- "family\tS\tname".
+function _M.layout(job, app_id)
+    local lines, seen = {}, {}
+    local function fam(sub, name)
+        local key = sub .. "\t" .. name
+        if not seen[key] then
+            seen[key] = true
+            lines[#lines + 1] = "family\t" .. key
+        end
+    end
+    for _, s in ipairs(job.sources) do lines[#lines + 1] = "source\t0\t" .. s.topic end
+    for sub = 0, (job.nsubtopologies or 0) do fam(sub, "__task-" .. sub) end
+    for _, n in ipairs(job.nodes) do
+        local sub = n.subtopology or 0
+        if n.kind == "repartition" then
+            lines[#lines + 1] = ("source\t%d\t%s-%s-repartition"):format(sub, app_id, n.name)
+        elseif n.kind == "aggregate" and n.store then
+            fam(sub, n.store)
+        elseif n.kind == "process" then
+            for _, sname in ipairs(n.store_names or {}) do fam(sub, sname) end
+            fam(sub, n.pname or ("process-" .. n.id))
+        end
+    end
+    return table.concat(lines, "\n")
 end
 
 function _M.signature(job)

@@ -1,0 +1,669 @@
+/*
+ * eddy_changelog — changelog writes, commit markers and restore (see
+ * eddy_changelog.h). Marker value, one line of text:
+ *   seq=12 offsets=topic@1043,topic2@77 families=counts@5012,process-1@88
+ */
+#include "eddy_changelog.h"
+#include "eddy.h"
+#include "eddy_buf.h"
+#include "eddy_clock.h"
+#include "eddy_log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FAMILIES 32
+#define MAX_CL_TASKS 4096
+#define MARKER_KEY "eddy.commit"
+#define SEQ_KEY "#seq"          /* in "__changelog"; family names cannot hold '#' */
+
+typedef struct cl_family {
+    char              name[256];
+    rd_kafka_topic_t *rkt;
+    int64_t           end;      /* the position after this task's last acknowledged record */
+} cl_family;
+
+typedef struct cl_task {
+    int32_t   id;
+    int64_t   seq;              /* the last commit marker's sequence number */
+    cl_family fam[MAX_FAMILIES];   /* fam[0]: __task-<S>, stream time and markers */
+    int       nfam;
+} cl_task;
+
+struct eddy_changelog {
+    rd_kafka_t *producer, *reader;
+    char       *app_id;
+    eddy_state *st;
+    eddy_job   *job;
+    cl_task    *tasks[MAX_CL_TASKS];
+    int         ntasks;
+    eddy_buf    kbuf, vbuf;
+    int64_t     restored_records, restored_ms;
+};
+
+int eddy_changelog_new(eddy_changelog **out, rd_kafka_t *producer, rd_kafka_t *reader,
+                       const char *app_id, eddy_state *st)
+{
+    eddy_changelog *cl = calloc(1, sizeof(*cl));
+    if (!cl) {
+        return EDDY_ENOMEM;
+    }
+    cl->producer = producer;
+    cl->reader = reader;
+    cl->app_id = strdup(app_id);
+    cl->st = st;
+    rd_kafka_poll_set_consumer(reader);
+    eddy_state_track_changes(st, 1);
+    *out = cl;
+    return 0;
+}
+
+static void task_free(cl_task *t)
+{
+    for (int i = 0; i < t->nfam; i++) {
+        if (t->fam[i].rkt) {
+            rd_kafka_topic_destroy(t->fam[i].rkt);
+        }
+    }
+    free(t);
+}
+
+void eddy_changelog_destroy(eddy_changelog *cl)
+{
+    if (!cl) {
+        return;
+    }
+    for (int i = 0; i < cl->ntasks; i++) {
+        task_free(cl->tasks[i]);
+    }
+    eddy_state_track_changes(cl->st, 0);
+    rd_kafka_consumer_close(cl->reader);
+    rd_kafka_destroy(cl->reader);
+    eddy_buf_free(&cl->kbuf);
+    eddy_buf_free(&cl->vbuf);
+    free(cl->app_id);
+    free(cl);
+}
+
+void eddy_changelog_set_job(eddy_changelog *cl, eddy_job *job)
+{
+    cl->job = job;
+}
+
+void eddy_changelog_restored(const eddy_changelog *cl, int64_t *records, int64_t *ms)
+{
+    *records = cl->restored_records;
+    *ms = cl->restored_ms;
+}
+
+void eddy_changelog_delivered(void *msg_opaque, int64_t offset)
+{
+    int64_t *end = msg_opaque;
+    if (offset + 1 > *end) {
+        *end = offset + 1;
+    }
+}
+
+/* ---- the layout ---- */
+
+/* Calls fn(kind, sub, name) for each line of the job's layout. */
+static void layout_each(const eddy_changelog *cl, void (*fn)(void *, const char *, int, const char *),
+                        void *opaque)
+{
+    const char *p = cl->job ? eddy_job_layout(cl->job) : "";
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char line[600], kind[16], name[512];
+        int sub;
+        if (n < sizeof line) {
+            memcpy(line, p, n);
+            line[n] = '\0';
+            if (sscanf(line, "%15[^\t]\t%d\t%511[^\t]", kind, &sub, name) == 3) {
+                fn(opaque, kind, sub, name);
+            }
+        }
+        p += n + (nl ? 1 : 0);
+    }
+}
+
+typedef struct find_sub {
+    const char *topic;
+    int         sub;
+} find_sub;
+
+static void find_sub_fn(void *opaque, const char *kind, int sub, const char *name)
+{
+    find_sub *f = opaque;
+    if (f->sub < 0 && !strcmp(kind, "source") && !strcmp(name, f->topic)) {
+        f->sub = sub;
+    }
+}
+
+int eddy_changelog_sub_of(const eddy_changelog *cl, const char *topic)
+{
+    find_sub f = {topic, -1};
+    layout_each(cl, find_sub_fn, &f);
+    return f.sub;
+}
+
+/* ---- tasks and their families ---- */
+
+static cl_family *family_get(eddy_changelog *cl, cl_task *t, const char *name)
+{
+    for (int i = 0; i < t->nfam; i++) {
+        if (!strcmp(t->fam[i].name, name)) {
+            return &t->fam[i];
+        }
+    }
+    if (t->nfam == MAX_FAMILIES) {
+        return NULL;
+    }
+    cl_family *f = &t->fam[t->nfam++];
+    snprintf(f->name, sizeof f->name, "%s", name);
+    char topic[600];
+    snprintf(topic, sizeof topic, "%s-%s-changelog", cl->app_id, name);
+    f->rkt = rd_kafka_topic_new(cl->producer, topic, NULL);
+    f->end = -1;
+    return f;
+}
+
+typedef struct add_fams {
+    eddy_changelog *cl;
+    cl_task        *t;
+} add_fams;
+
+static void add_fams_fn(void *opaque, const char *kind, int sub, const char *name)
+{
+    add_fams *a = opaque;
+    if (!strcmp(kind, "family") && sub == (a->t->id >> 16)) {
+        family_get(a->cl, a->t, name);
+    }
+}
+
+static cl_task *task_get(eddy_changelog *cl, int32_t id)
+{
+    for (int i = 0; i < cl->ntasks; i++) {
+        if (cl->tasks[i]->id == id) {
+            return cl->tasks[i];
+        }
+    }
+    if (cl->ntasks == MAX_CL_TASKS) {
+        return NULL;
+    }
+    cl_task *t = calloc(1, sizeof(*t));
+    if (!t) {
+        return NULL;
+    }
+    t->id = id;
+    char name[64];
+    snprintf(name, sizeof name, "__task-%d", id >> 16);
+    family_get(cl, t, name);
+    add_fams a = {cl, t};
+    layout_each(cl, add_fams_fn, &a);
+    cl->tasks[cl->ntasks++] = t;
+    return t;
+}
+
+void eddy_changelog_forget(eddy_changelog *cl, int32_t partition)
+{
+    for (int i = 0; i < cl->ntasks;) {
+        if ((cl->tasks[i]->id & 0xffff) == partition) {
+            task_free(cl->tasks[i]);
+            cl->tasks[i] = cl->tasks[--cl->ntasks];
+        } else {
+            i++;
+        }
+    }
+}
+
+/* The family of a store: "__meta" -> "__task-<S>"; "name#index" -> "name". */
+static void family_of(const char *store, int32_t task, char *out, size_t size)
+{
+    if (!strcmp(store, "__meta")) {
+        snprintf(out, size, "__task-%d", task >> 16);
+        return;
+    }
+    const char *hash = strchr(store, '#');
+    size_t n = hash ? (size_t)(hash - store) : strlen(store);
+    snprintf(out, size, "%.*s", (int)n, store);
+}
+
+/* ---- writing ---- */
+
+static int produce(eddy_changelog *cl, cl_family *f, int32_t partition, const char *k, size_t klen,
+                   const char *v, ssize_t vlen, const char *hname, const char *hval)
+{
+    void *vp = vlen < 0 ? NULL : (void *)v;
+    size_t vsize = vlen < 0 ? 0 : (size_t)vlen;
+    for (;;) {
+        rd_kafka_headers_t *h = NULL;
+        if (hname) {
+            h = rd_kafka_headers_new(1);
+            rd_kafka_header_add(h, hname, -1, hval, -1);
+        }
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            cl->producer, RD_KAFKA_V_RKT(f->rkt), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(k, klen),
+            RD_KAFKA_V_VALUE(vp, vsize),
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(&f->end), RD_KAFKA_V_END);
+        if (!err) {
+            return 0;
+        }
+        if (h) {
+            rd_kafka_headers_destroy(h);
+        }
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(cl->producer, 10);
+            continue;
+        }
+        eddy_log_error("changelog: cannot produce to %s: %s", rd_kafka_topic_name(f->rkt),
+                       rd_kafka_err2str(err));
+        return EDDY_EKAFKA;
+    }
+}
+
+static int change_cb(void *opaque, int32_t task, const char *store, const char *k, size_t klen,
+                     const char *v, ssize_t vlen)
+{
+    eddy_changelog *cl = opaque;
+    cl_task *t = task_get(cl, task);
+    char fname[256];
+    family_of(store, task, fname, sizeof fname);
+    cl_family *f = t ? family_get(cl, t, fname) : NULL;
+    if (!f) {
+        eddy_log_error("changelog: too many tasks or store families (task %d_%d, %s)",
+                       task >> 16, task & 0xffff, store);
+        return EDDY_EKAFKA;
+    }
+    if (!strcmp(store, fname)) {
+        return produce(cl, f, task & 0xffff, k, klen, v, vlen, NULL, NULL);
+    }
+    /* an index of the family: the key says which, so compaction keeps both */
+    cl->kbuf.len = 0;
+    eddy_buf_append(&cl->kbuf, store, strlen(store) + 1);
+    eddy_buf_append(&cl->kbuf, k, klen);
+    return produce(cl, f, task & 0xffff, cl->kbuf.data, cl->kbuf.len, v, vlen, "eddy.db", store);
+}
+
+int eddy_changelog_write_changes(eddy_changelog *cl)
+{
+    return eddy_state_changes(cl->st, change_cb, cl) ? EDDY_EKAFKA : 0;
+}
+
+static int offsets_cb(void *opaque, const char *key, size_t klen, int64_t value)
+{
+    eddy_buf *b = opaque;
+    eddy_buf_printf(b, "%s%.*s@%lld", b->data[b->len - 1] == '=' ? "" : ",", (int)klen, key,
+                    (long long)value);
+    return 0;
+}
+
+int eddy_changelog_write_markers(eddy_changelog *cl)
+{
+    int32_t ids[MAX_CL_TASKS];
+    int n = eddy_state_active_tasks(cl->st, ids, MAX_CL_TASKS);
+    for (int i = 0; i < n; i++) {
+        cl_task *t = task_get(cl, ids[i]);
+        if (!t) {
+            return EDDY_EKAFKA;
+        }
+        eddy_buf *b = &cl->vbuf;
+        b->len = 0;
+        eddy_buf_printf(b, "seq=%lld offsets=", (long long)(t->seq + 1));
+        eddy_state_meta_each(cl->st, t->id, "__offsets", offsets_cb, b);
+        eddy_buf_puts(b, " families=");
+        int first = 1;
+        for (int j = 1; j < t->nfam; j++) {
+            if (t->fam[j].end >= 0) {
+                eddy_buf_printf(b, "%s%s@%lld", first ? "" : ",", t->fam[j].name,
+                                (long long)t->fam[j].end);
+                first = 0;
+            }
+        }
+        if (produce(cl, &t->fam[0], t->id & 0xffff, MARKER_KEY, strlen(MARKER_KEY), b->data,
+                    (ssize_t)b->len, "eddy.commit", "1")) {
+            return EDDY_EKAFKA;
+        }
+        t->seq++;
+    }
+    return 0;
+}
+
+int eddy_changelog_record(eddy_changelog *cl, char *errstr, size_t errstr_size)
+{
+    int32_t ids[MAX_CL_TASKS];
+    int n = eddy_state_active_tasks(cl->st, ids, MAX_CL_TASKS);
+    for (int i = 0; i < n; i++) {
+        cl_task *t = task_get(cl, ids[i]);
+        if (!t) {
+            continue;
+        }
+        for (int j = 0; j < t->nfam; j++) {
+            if (t->fam[j].end >= 0 &&
+                eddy_state_set_meta(cl->st, t->id, "__changelog", t->fam[j].name, t->fam[j].end)) {
+                snprintf(errstr, errstr_size, "%s", eddy_state_error(cl->st));
+                return -1;
+            }
+        }
+        if (eddy_state_set_meta(cl->st, t->id, "__changelog", SEQ_KEY, t->seq)) {
+            snprintf(errstr, errstr_size, "%s", eddy_state_error(cl->st));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- restore ---- */
+
+typedef int read_cb(void *opaque, const rd_kafka_message_t *m);
+
+/* Read @p topic [@p partition] from @p start (-1: the beginning) to its end
+ * (the last stable offset under read_committed), calling @p cb per record.
+ * @returns 0, or EDDY_EKAFKA with the reason in errstr. */
+static int read_range(eddy_changelog *cl, const char *topic, int32_t partition, int64_t start,
+                      read_cb *cb, void *opaque, volatile sig_atomic_t *stop, int64_t *nread,
+                      char *errstr, size_t errstr_size)
+{
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(cl->reader, topic, partition, &lo,
+                                                               &hi, 10000);
+    if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+        err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+        return 0;                      /* never written */
+    }
+    if (err) {
+        snprintf(errstr, errstr_size, "cannot read the end of %s [%d]: %s", topic, partition,
+                 rd_kafka_err2str(err));
+        return EDDY_EKAFKA;
+    }
+    if (start >= 0 && start < lo) {
+        eddy_log_warn("changelog %s [%d]: records from %lld to %lld are gone (retention; "
+                      "compaction must be on for changelogs): restoring from %lld", topic,
+                      partition, (long long)start, (long long)lo, (long long)lo);
+    }
+    if (start < lo) {
+        start = lo;
+    }
+    if (start >= hi) {
+        return 0;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = start;
+    err = rd_kafka_assign(cl->reader, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err) {
+        snprintf(errstr, errstr_size, "cannot read %s [%d]: %s", topic, partition,
+                 rd_kafka_err2str(err));
+        return EDDY_EKAFKA;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(cl->reader);
+    rd_kafka_message_t *msgs[4096];
+    int rc = 0, done = 0;
+    int64_t last_log = eddy_mono_ms(), idle_since = eddy_mono_ms();
+    while (!done && !*stop) {
+        ssize_t got = rd_kafka_consume_batch_queue(q, 5, msgs, 4096);
+        if (got > 0) {
+            idle_since = eddy_mono_ms();
+        }
+        for (ssize_t i = 0; i < got; i++) {
+            rd_kafka_message_t *m = msgs[i];
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                done = 1;
+            } else if (m->err) {
+                if (!rc) {
+                    snprintf(errstr, errstr_size, "cannot read %s [%d]: %s", topic, partition,
+                             rd_kafka_message_errstr(m));
+                }
+                rc = EDDY_EKAFKA;
+                done = 1;
+            } else if (!done && !rc) {
+                (*nread)++;
+                if (cb(opaque, m)) {
+                    snprintf(errstr, errstr_size, "%s", eddy_state_error(cl->st));
+                    rc = -1;
+                    done = 1;
+                }
+                if (m->offset >= hi - 1) {
+                    done = 1;
+                }
+            }
+            rd_kafka_message_destroy(m);
+        }
+        int64_t now = eddy_mono_ms();
+        if (now - last_log >= 2000) {
+            last_log = now;
+            eddy_log_info("changelog %s [%d]: restoring, %lld records so far (end %lld)", topic,
+                          partition, (long long)*nread, (long long)hi);
+        }
+        if (!done && now - idle_since > 30000) {
+            snprintf(errstr, errstr_size, "reading %s [%d] stalled for 30 s before offset %lld",
+                     topic, partition, (long long)hi);
+            rc = EDDY_EKAFKA;
+            done = 1;
+        }
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_assign(cl->reader, NULL);
+    if (!rc && *stop) {
+        snprintf(errstr, errstr_size, "stopped while restoring %s [%d]", topic, partition);
+        rc = EDDY_EKAFKA;
+    }
+    return rc;
+}
+
+/* Which store a changelog record belongs to, and its key in that store. */
+static void decode(const rd_kafka_message_t *m, const char *family, int *marker,
+                   char *store, size_t size, const char **k, size_t *klen)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *hv;
+    size_t hs;
+    *marker = 0;
+    snprintf(store, size, "%s", family);
+    *k = m->key;
+    *klen = m->key_len;
+    if (rd_kafka_message_headers(m, &h) != 0) {
+        return;
+    }
+    if (rd_kafka_header_get_last(h, "eddy.commit", &hv, &hs) == 0) {
+        *marker = 1;
+    } else if (rd_kafka_header_get_last(h, "eddy.db", &hv, &hs) == 0 && hv && hs < size) {
+        memcpy(store, hv, hs);
+        store[hs] = '\0';
+        if (*klen > hs) {                 /* "store\0key" */
+            *k += hs + 1;
+            *klen -= hs + 1;
+        }
+    }
+}
+
+typedef struct scan_markers {
+    int64_t  last_off;      /* the last marker's offset, -1: none */
+    int64_t  max_seq;
+    eddy_buf value;         /* the last marker */
+} scan_markers;
+
+static int64_t marker_seq(const char *v, size_t n)
+{
+    char tmp[32];
+    n = n < sizeof tmp - 1 ? n : sizeof tmp - 1;
+    memcpy(tmp, v, n);
+    tmp[n] = '\0';
+    long long seq = -1;
+    sscanf(tmp, "seq=%lld", &seq);
+    return seq;
+}
+
+static int scan_markers_cb(void *opaque, const rd_kafka_message_t *m)
+{
+    scan_markers *s = opaque;
+    rd_kafka_headers_t *h;
+    const void *hv;
+    size_t hs;
+    if (rd_kafka_message_headers(m, &h) == 0 &&
+        rd_kafka_header_get_last(h, "eddy.commit", &hv, &hs) == 0 && m->payload) {
+        s->last_off = m->offset;
+        s->value.len = 0;
+        eddy_buf_append(&s->value, m->payload, m->len);
+        eddy_buf_putc(&s->value, '\0');
+        s->value.len--;
+        int64_t seq = marker_seq(m->payload, m->len);
+        if (seq > s->max_seq) {
+            s->max_seq = seq;
+        }
+    }
+    return 0;
+}
+
+typedef struct apply_ctx {
+    eddy_changelog *cl;
+    int32_t         task;
+    const char     *family;
+    int64_t         until;    /* records before this offset are applied; later ones orphans */
+    int64_t         applied, orphans;
+} apply_ctx;
+
+static int apply_cb(void *opaque, const rd_kafka_message_t *m)
+{
+    apply_ctx *a = opaque;
+    int marker;
+    char store[256];
+    const char *k;
+    size_t klen;
+    decode(m, a->family, &marker, store, sizeof store, &k, &klen);
+    if (marker || !m->key) {
+        return 0;
+    }
+    if (m->offset < a->until) {
+        a->applied++;
+        return eddy_state_apply(a->cl->st, a->task, store, k, klen, m->payload,
+                                m->payload ? (ssize_t)m->len : -1);
+    }
+    a->orphans++;
+    return eddy_state_mark_changed(a->cl->st, a->task, store, k, klen);
+}
+
+/* "name@123" in a list "a@1,b@2": the number, or -1. */
+static int64_t list_get(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        if (!strncmp(p, name, n) && p[n] == '@') {
+            return strtoll(p + n + 1, NULL, 10);
+        }
+        p = strchr(p, ',');
+        p = p ? p + 1 : NULL;
+    }
+    return -1;
+}
+
+int eddy_changelog_restore(eddy_changelog *cl, int32_t sub, int32_t partition,
+                           volatile sig_atomic_t *stop, char *errstr, size_t errstr_size)
+{
+    int32_t id = (sub << 16) | partition;
+    for (int i = 0; i < cl->ntasks; i++) {     /* start from what LMDB says, not memory */
+        if (cl->tasks[i]->id == id) {
+            task_free(cl->tasks[i]);
+            cl->tasks[i] = cl->tasks[--cl->ntasks];
+            break;
+        }
+    }
+    cl_task *t = task_get(cl, id);
+    if (!t) {
+        snprintf(errstr, errstr_size, "too many tasks");
+        return EDDY_EKAFKA;
+    }
+    int64_t t0 = eddy_mono_ms(), nread = 0;
+    int64_t local_seq = eddy_state_meta(cl->st, id, "__changelog", SEQ_KEY);
+    int64_t local[MAX_FAMILIES];
+    for (int i = 0; i < t->nfam; i++) {
+        local[i] = eddy_state_meta(cl->st, id, "__changelog", t->fam[i].name);
+    }
+    char topic[600];
+    int rc;
+
+    /* 1. the last commit marker after the local state's */
+    scan_markers sm = {-1, -1, EDDY_BUF_INIT};
+    snprintf(topic, sizeof topic, "%s-%s-changelog", cl->app_id, t->fam[0].name);
+    if ((rc = read_range(cl, topic, partition, local[0], scan_markers_cb, &sm, stop, &nread,
+                         errstr, errstr_size))) {
+        eddy_buf_free(&sm.value);
+        return rc;
+    }
+    const char *families = NULL, *offsets = NULL;
+    if (sm.last_off >= 0) {
+        families = strstr(sm.value.data, " families=");
+        offsets = strstr(sm.value.data, " offsets=");
+        families = families ? families + 10 : "";
+        offsets = offsets ? offsets + 9 : "";
+    }
+
+    /* 2. every family up to its position in that marker (or the local one) */
+    int64_t applied = 0, orphans = 0;
+    for (int i = 0; i < t->nfam && rc == 0; i++) {
+        int64_t until = local[i];
+        if (i == 0 && sm.last_off >= 0) {
+            until = sm.last_off;
+        } else if (i > 0 && families) {
+            int64_t x = list_get(families, t->fam[i].name);
+            if (x > until) {
+                until = x;
+            }
+        }
+        apply_ctx a = {cl, id, t->fam[i].name, until < 0 ? 0 : until, 0, 0};
+        snprintf(topic, sizeof topic, "%s-%s-changelog", cl->app_id, t->fam[i].name);
+        rc = read_range(cl, topic, partition, local[i], apply_cb, &a, stop, &nread, errstr,
+                        errstr_size);
+        applied += a.applied;
+        orphans += a.orphans;
+        t->fam[i].end = i == 0 && sm.last_off >= 0 ? sm.last_off + 1 : until;
+    }
+
+    /* 3. what the state now reflects */
+    if (rc == 0) {
+        t->seq = sm.max_seq > local_seq ? sm.max_seq : local_seq;
+        if (t->seq < 0) {
+            t->seq = 0;
+        }
+        for (int i = 0; i < t->nfam && rc == 0; i++) {
+            if (t->fam[i].end >= 0 &&
+                eddy_state_set_meta(cl->st, id, "__changelog", t->fam[i].name, t->fam[i].end)) {
+                rc = -1;
+            }
+        }
+        if (rc == 0 && eddy_state_set_meta(cl->st, id, "__changelog", SEQ_KEY, t->seq)) {
+            rc = -1;
+        }
+        for (const char *p = offsets; rc == 0 && p && *p && *p != ' ';) {
+            const char *at = strchr(p, '@');
+            if (!at) {
+                break;
+            }
+            char tp[512];
+            snprintf(tp, sizeof tp, "%.*s", (int)(at - p), p);
+            if (eddy_state_set_meta(cl->st, id, "__offsets", tp, strtoll(at + 1, NULL, 10))) {
+                rc = -1;
+            }
+            p = strpbrk(at, ", ");
+            p = p && *p == ',' ? p + 1 : NULL;
+        }
+        if (rc == -1) {
+            snprintf(errstr, errstr_size, "%s", eddy_state_error(cl->st));
+        }
+    }
+    eddy_buf_free(&sm.value);
+    int64_t ms = eddy_mono_ms() - t0;
+    cl->restored_records += applied;
+    cl->restored_ms += ms;
+    if (rc == 0 && (nread > 0 || sm.last_off >= 0)) {
+        eddy_log_info("task %d_%d: restored %lld change(s) from %d changelog(s) in %lld ms "
+                      "(%.0f/s)%s; commit %lld%s", sub, partition, (long long)applied, t->nfam,
+                      (long long)ms, ms > 0 ? applied * 1000.0 / (double)ms : 0.0,
+                      sm.last_off >= 0 ? ", up to a newer commit than the local state" : "",
+                      (long long)t->seq,
+                      orphans ? "; later changes of an unfinished commit are undone" : "");
+    }
+    return rc;
+}
