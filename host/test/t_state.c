@@ -25,6 +25,27 @@ static int get_is(eddy_batch *b, int32_t task, int32_t db, const char *k, const 
     return v && vlen == strlen(want) && memcmp(v, want, vlen) == 0;
 }
 
+/* what eddy_state_changes reported, as "task:store:key=value;" (value "-" when gone) */
+static char changes[4096];
+
+static int collect(void *opaque, int32_t task, const char *store, const char *k, size_t klen,
+                   const char *v, ssize_t vlen)
+{
+    (void)opaque;
+    size_t n = strlen(changes);
+    snprintf(changes + n, sizeof changes - n, "%d:%s:%.*s=%.*s;", (int)task, store, (int)klen, k,
+             vlen < 0 ? 1 : (int)vlen, vlen < 0 ? "-" : v);
+    return 0;
+}
+
+static int count_meta(void *opaque, const char *key, size_t klen, int64_t value)
+{
+    (void)key;
+    (void)klen;
+    *(int64_t *)opaque += value;
+    return 0;
+}
+
 int main(void)
 {
     char dir[] = "/tmp/eddy-t-state.XXXXXX";
@@ -137,6 +158,74 @@ int main(void)
     eddy_state_close(st);
     test_cond("state_open fails on an unwritable place",
               eddy_state_open(&st, "/proc/nope/state", 0, err, sizeof err) != 0);
+
+    /* changelog support: changed keys, bookkeeping, restore */
+    rmrf(dir);
+    eddy_state_open(&st, dir, 0, err, sizeof err);
+    b->state = st;
+    eddy_state_track_changes(st, 1);
+    db = eddy_kv_open(b, 5, "counts");
+    int32_t offs = eddy_kv_open(b, 5, "__offsets");
+    eddy_state_begin_batch(st);
+    b->cur = 0;
+    eddy_kv_put(b, 5, db, "a", 1, "1", 1);
+    eddy_kv_put(b, 5, db, "a", 1, "2", 1);
+    eddy_kv_put(b, 5, db, "b", 1, "9", 1);
+    eddy_kv_put(b, 5, offs, "topic", 5, "12345678", 8);
+    b->cur = 1;
+    eddy_kv_put(b, 5, db, "c", 1, "7", 1);
+    eddy_state_undo_record(st);          /* record 1 failed: c was never written */
+    eddy_kv_del(b, 5, db, "b", 1);
+    changes[0] = '\0';
+    test_cond("changes: each key once, its current value, deletes as gone, bookkeeping never",
+              eddy_state_changes(st, collect, NULL) == 0 &&
+              strcmp(changes, "5:counts:a=2;5:counts:b=-;5:counts:c=-;") == 0);
+    changes[0] = '\0';
+    test_cond("changes are forgotten once reported",
+              eddy_state_changes(st, collect, NULL) == 0 && changes[0] == '\0');
+    eddy_kv_put(b, 5, db, "k1", 2, "x", 1);
+    eddy_kv_put(b, 5, db, "k2", 2, "y", 1);
+    eddy_kv_del_range(b, 5, db, "k", 1, "l", 1);
+    changes[0] = '\0';
+    eddy_state_changes(st, collect, NULL);
+    test_cond("a range delete reports every key it removed",
+              strcmp(changes, "5:counts:k1=-;5:counts:k2=-;") == 0);
+    int32_t ids[8];
+    test_cond("the task with a transaction is active",
+              eddy_state_active_tasks(st, ids, 8) == 1 && ids[0] == 5);
+    test_cond("meta: absent is -1", eddy_state_meta(st, 5, "__changelog", "counts") == -1);
+    test_cond("meta: set then get",
+              eddy_state_set_meta(st, 5, "__changelog", "counts", 4242) == 0 &&
+              eddy_state_meta(st, 5, "__changelog", "counts") == 4242);
+    int64_t sum = 0;
+    eddy_state_set_meta(st, 5, "__offsets", "other", 8);
+    eddy_state_meta_each(st, 5, "__offsets", count_meta, &sum);
+    test_cond("meta_each sees every 8-byte entry", sum == 0x3132333435363738LL + 8);
+    test_cond("apply puts and deletes without marking changed",
+              eddy_state_apply(st, 5, "counts", "r", 1, "5", 1) == 0 &&
+              eddy_state_apply(st, 5, "counts", "a", 1, NULL, -1) == 0 &&
+              eddy_state_apply(st, 5, "counts", "zz", 2, NULL, -1) == 0 &&
+              get_is(b, 5, db, "r", "5") && get_is(b, 5, db, "a", NULL));
+    changes[0] = '\0';
+    eddy_state_changes(st, collect, NULL);
+    test_cond("applied keys are not reported", changes[0] == '\0');
+    test_cond("mark_changed reports a key with its value",
+              eddy_state_mark_changed(st, 5, "counts", "r", 1) == 0 &&
+              eddy_state_mark_changed(st, 5, "counts", "nope", 4) == 0 &&
+              (changes[0] = '\0', eddy_state_changes(st, collect, NULL) == 0) &&
+              strcmp(changes, "5:counts:r=5;5:counts:nope=-;") == 0);
+    test_cond("commit", eddy_state_commit(st, err, sizeof err) == 0);
+    test_cond("meta survives the commit", eddy_state_meta(st, 5, "__changelog", "counts") == 4242);
+    eddy_state_track_changes(st, 0);
+    eddy_state_close(st);
+    eddy_state_open(&st, dir, 0, err, sizeof err);
+    b->state = st;
+    db = eddy_kv_open(b, 5, "counts");
+    eddy_kv_put(b, 5, db, "q", 1, "1", 1);
+    changes[0] = '\0';
+    test_cond("without tracking nothing is reported",
+              eddy_state_changes(st, collect, NULL) == 0 && changes[0] == '\0');
+    eddy_state_close(st);
 
     eddy_batch_destroy(b);
     rmrf(dir);
