@@ -26,6 +26,7 @@ typedef struct cl_family {
 
 typedef struct cl_task {
     int32_t   id;
+    int       owned;            /* restored: this instance owns the task */
     int64_t   seq;              /* the last commit marker's sequence number */
     cl_family fam[MAX_FAMILIES];   /* fam[0]: __task-<S>, stream time and markers */
     int       nfam;
@@ -258,8 +259,15 @@ static int produce(eddy_changelog *cl, cl_family *f, int32_t partition, const ch
             rd_kafka_poll(cl->producer, 10);
             continue;
         }
-        eddy_log_error("changelog: cannot produce to %s: %s", rd_kafka_topic_name(f->rkt),
-                       rd_kafka_err2str(err));
+        if (err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
+            eddy_log_error("changelog: %s has no partition %d: a changelog needs as many "
+                           "partitions as the job's sources (create it so, compacted; on the "
+                           "development broker: eddy broker --topic %s:N)",
+                           rd_kafka_topic_name(f->rkt), partition, rd_kafka_topic_name(f->rkt));
+        } else {
+            eddy_log_error("changelog: cannot produce to %s: %s", rd_kafka_topic_name(f->rkt),
+                           rd_kafka_err2str(err));
+        }
         return EDDY_EKAFKA;
     }
 }
@@ -269,6 +277,9 @@ static int change_cb(void *opaque, int32_t task, const char *store, const char *
 {
     eddy_changelog *cl = opaque;
     cl_task *t = task_get(cl, task);
+    if (t && !t->owned) {
+        return 0;   /* a task this instance does not own (touched, not assigned): not ours to log */
+    }
     char fname[256];
     family_of(store, task, fname, sizeof fname);
     cl_family *f = t ? family_get(cl, t, fname) : NULL;
@@ -309,6 +320,9 @@ int eddy_changelog_write_markers(eddy_changelog *cl)
         if (!t) {
             return EDDY_EKAFKA;
         }
+        if (!t->owned) {
+            continue;       /* only a task's owner, restored, may say what it has committed */
+        }
         eddy_buf *b = &cl->vbuf;
         b->len = 0;
         eddy_buf_printf(b, "seq=%lld offsets=", (long long)(t->seq + 1));
@@ -337,7 +351,7 @@ int eddy_changelog_record(eddy_changelog *cl, char *errstr, size_t errstr_size)
     int n = eddy_state_active_tasks(cl->st, ids, MAX_CL_TASKS);
     for (int i = 0; i < n; i++) {
         cl_task *t = task_get(cl, ids[i]);
-        if (!t) {
+        if (!t || !t->owned) {
             continue;
         }
         for (int j = 0; j < t->nfam; j++) {
@@ -359,74 +373,113 @@ int eddy_changelog_record(eddy_changelog *cl, char *errstr, size_t errstr_size)
 
 typedef int read_cb(void *opaque, const rd_kafka_message_t *m);
 
-/* Read @p topic [@p partition] from @p start (-1: the beginning) to its end
- * (the last stable offset under read_committed), calling @p cb per record.
- * @returns 0, or EDDY_EKAFKA with the reason in errstr. */
-static int read_range(eddy_changelog *cl, const char *topic, int32_t partition, int64_t start,
-                      read_cb *cb, void *opaque, volatile sig_atomic_t *stop, int64_t *nread,
-                      char *errstr, size_t errstr_size)
+/* One partition of a changelog to read from `start` (-1: the beginning) to its
+ * end (the last stable offset under read_committed), `cb` per record. */
+typedef struct range {
+    char     topic[600];
+    int32_t  partition;
+    int64_t  start;
+    read_cb *cb;
+    void    *opaque;
+    int      done;
+    int64_t  seen;         /* the first offset seen, -1 before */
+} range;
+
+/* The partition count of every topic, from one metadata request. */
+typedef struct topic_counts {
+    const struct rd_kafka_metadata *md;
+} topic_counts;
+
+static int partitions_of(const topic_counts *tc, const char *topic)
 {
-    int64_t lo = 0, hi = 0;
-    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(cl->reader, topic, partition, &lo,
-                                                               &hi, 10000);
-    if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
-        err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
-        return 0;                      /* never written */
+    for (int i = 0; tc->md && i < tc->md->topic_cnt; i++) {
+        if (!strcmp(tc->md->topics[i].topic, topic) && !tc->md->topics[i].err) {
+            return tc->md->topics[i].partition_cnt;
+        }
     }
-    if (err) {
-        snprintf(errstr, errstr_size, "cannot read the end of %s [%d]: %s", topic, partition,
-                 rd_kafka_err2str(err));
-        return EDDY_EKAFKA;
+    return 0;
+}
+
+/* Read every range at once (one assignment; a fetch per broker serves them
+ * all), until each has reached its end. @returns 0, or EDDY_EKAFKA / -1 with
+ * the reason in errstr. */
+static int read_ranges(eddy_changelog *cl, range *rs, int n, volatile sig_atomic_t *stop,
+                       int64_t *nread, char *errstr, size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+    int pending = 0;
+    for (int i = 0; i < n; i++) {
+        rs[i].seen = -1;
+        if (!rs[i].done) {
+            rd_kafka_topic_partition_list_add(l, rs[i].topic, rs[i].partition)->offset =
+                rs[i].start >= 0 ? rs[i].start : RD_KAFKA_OFFSET_BEGINNING;
+            pending++;
+        }
     }
-    if (start >= 0 && start < lo) {
-        eddy_log_warn("changelog %s [%d]: records from %lld to %lld are gone (retention; "
-                      "compaction must be on for changelogs): restoring from %lld", topic,
-                      partition, (long long)start, (long long)lo, (long long)lo);
-    }
-    if (start < lo) {
-        start = lo;
-    }
-    if (start >= hi) {
+    if (pending == 0) {
+        rd_kafka_topic_partition_list_destroy(l);
         return 0;
     }
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = start;
-    err = rd_kafka_assign(cl->reader, l);
+    rd_kafka_resp_err_t err = rd_kafka_assign(cl->reader, l);
     rd_kafka_topic_partition_list_destroy(l);
     if (err) {
-        snprintf(errstr, errstr_size, "cannot read %s [%d]: %s", topic, partition,
-                 rd_kafka_err2str(err));
+        snprintf(errstr, errstr_size, "cannot read the changelogs: %s", rd_kafka_err2str(err));
         return EDDY_EKAFKA;
     }
     rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(cl->reader);
     rd_kafka_message_t *msgs[4096];
-    int rc = 0, done = 0;
+    int rc = 0;
+    range *last = NULL;
     int64_t last_log = eddy_mono_ms(), idle_since = eddy_mono_ms();
-    while (!done && !*stop) {
+    while (pending > 0 && rc == 0 && !*stop) {
         ssize_t got = rd_kafka_consume_batch_queue(q, 5, msgs, 4096);
         if (got > 0) {
             idle_since = eddy_mono_ms();
         }
-        for (ssize_t i = 0; i < got; i++) {
-            rd_kafka_message_t *m = msgs[i];
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                done = 1;
-            } else if (m->err) {
-                if (!rc) {
-                    snprintf(errstr, errstr_size, "cannot read %s [%d]: %s", topic, partition,
-                             rd_kafka_message_errstr(m));
+        for (ssize_t j = 0; j < got; j++) {
+            rd_kafka_message_t *m = msgs[j];
+            range *r = last;
+            if (m->rkt && (!r || r->partition != m->partition ||
+                           strcmp(r->topic, rd_kafka_topic_name(m->rkt)) != 0)) {
+                r = NULL;
+                for (int i = 0; i < n && !r; i++) {
+                    if (rs[i].partition == m->partition &&
+                        !strcmp(rs[i].topic, rd_kafka_topic_name(m->rkt))) {
+                        r = &rs[i];
+                    }
                 }
+                last = r;
+            }
+            if (!r || r->done || rc) {
+                if (!r && m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && !rc) {
+                    snprintf(errstr, errstr_size, "cannot read the changelogs: %s",
+                             rd_kafka_message_errstr(m));
+                    rc = EDDY_EKAFKA;
+                }
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                r->done = 1;
+                pending--;
+            } else if (m->err) {
+                snprintf(errstr, errstr_size, "cannot read %s [%d]: %s", r->topic, r->partition,
+                         rd_kafka_message_errstr(m));
                 rc = EDDY_EKAFKA;
-                done = 1;
-            } else if (!done && !rc) {
+            } else {
+                if (r->seen < 0) {
+                    r->seen = m->offset;
+                    if (r->start >= 0 && m->offset > r->start) {
+                        eddy_log_warn("changelog %s [%d]: records from %lld to %lld are gone "
+                                      "(retention; changelogs must be compacted, not deleted)",
+                                      r->topic, r->partition, (long long)r->start,
+                                      (long long)m->offset);
+                    }
+                }
                 (*nread)++;
-                if (cb(opaque, m)) {
+                if (r->cb(r->opaque, m)) {
                     snprintf(errstr, errstr_size, "%s", eddy_state_error(cl->st));
                     rc = -1;
-                    done = 1;
-                }
-                if (m->offset >= hi - 1) {
-                    done = 1;
                 }
             }
             rd_kafka_message_destroy(m);
@@ -434,20 +487,19 @@ static int read_range(eddy_changelog *cl, const char *topic, int32_t partition, 
         int64_t now = eddy_mono_ms();
         if (now - last_log >= 2000) {
             last_log = now;
-            eddy_log_info("changelog %s [%d]: restoring, %lld records so far (end %lld)", topic,
-                          partition, (long long)*nread, (long long)hi);
+            eddy_log_info("changelogs: restoring, %lld records so far, %d partition(s) to go",
+                          (long long)*nread, pending);
         }
-        if (!done && now - idle_since > 30000) {
-            snprintf(errstr, errstr_size, "reading %s [%d] stalled for 30 s before offset %lld",
-                     topic, partition, (long long)hi);
+        if (pending > 0 && now - idle_since > 30000) {
+            snprintf(errstr, errstr_size, "reading the changelogs stalled for 30 s (%d "
+                     "partition(s) not at their end)", pending);
             rc = EDDY_EKAFKA;
-            done = 1;
         }
     }
     rd_kafka_queue_destroy(q);
     rd_kafka_assign(cl->reader, NULL);
     if (!rc && *stop) {
-        snprintf(errstr, errstr_size, "stopped while restoring %s [%d]", topic, partition);
+        snprintf(errstr, errstr_size, "stopped while restoring");
         rc = EDDY_EKAFKA;
     }
     return rc;
@@ -559,91 +611,135 @@ static int64_t list_get(const char *list, const char *name)
     return -1;
 }
 
-int eddy_changelog_restore(eddy_changelog *cl, int32_t sub, int32_t partition,
-                           volatile sig_atomic_t *stop, char *errstr, size_t errstr_size)
+/* One task being restored. */
+typedef struct restoring {
+    cl_task     *t;
+    int64_t      local_seq;
+    int64_t      local[MAX_FAMILIES];
+    scan_markers sm;
+    apply_ctx    a[MAX_FAMILIES];
+} restoring;
+
+static void range_set(range *r, const char *app_id, const char *family, int32_t partition,
+                      int64_t start, read_cb *cb, void *opaque, const topic_counts *tc)
 {
-    int32_t id = (sub << 16) | partition;
-    for (int i = 0; i < cl->ntasks; i++) {     /* start from what LMDB says, not memory */
-        if (cl->tasks[i]->id == id) {
-            task_free(cl->tasks[i]);
-            cl->tasks[i] = cl->tasks[--cl->ntasks];
-            break;
-        }
-    }
-    cl_task *t = task_get(cl, id);
-    if (!t) {
-        snprintf(errstr, errstr_size, "too many tasks");
-        return EDDY_EKAFKA;
+    snprintf(r->topic, sizeof r->topic, "%s-%s-changelog", app_id, family);
+    r->partition = partition;
+    r->start = start;
+    r->cb = cb;
+    r->opaque = opaque;
+    r->done = partition >= partitions_of(tc, r->topic);     /* never written */
+}
+
+int eddy_changelog_restore_tasks(eddy_changelog *cl, const int32_t *ids, int n,
+                                 volatile sig_atomic_t *stop, char *errstr, size_t errstr_size)
+{
+    if (n <= 0) {
+        return 0;
     }
     int64_t t0 = eddy_mono_ms(), nread = 0;
-    int64_t local_seq = eddy_state_meta(cl->st, id, "__changelog", SEQ_KEY);
-    int64_t local[MAX_FAMILIES];
-    for (int i = 0; i < t->nfam; i++) {
-        local[i] = eddy_state_meta(cl->st, id, "__changelog", t->fam[i].name);
+    restoring *rt = calloc((size_t)n, sizeof(*rt));
+    range *rs = calloc((size_t)n * MAX_FAMILIES, sizeof(*rs));
+    topic_counts tc = {NULL};
+    int rc = 0;
+    if (!rt || !rs) {
+        free(rt);
+        free(rs);
+        snprintf(errstr, errstr_size, "out of memory");
+        return EDDY_ENOMEM;
     }
-    char topic[600];
-    int rc;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(cl->reader, 1, NULL, &tc.md, 10000);
+    if (err) {
+        snprintf(errstr, errstr_size, "cannot list the changelog topics: %s", rd_kafka_err2str(err));
+        rc = EDDY_EKAFKA;
+        goto out;
+    }
+    for (int k = 0; k < n; k++) {
+        for (int i = 0; i < cl->ntasks; i++) {     /* start from what LMDB says, not memory */
+            if (cl->tasks[i]->id == ids[k]) {
+                task_free(cl->tasks[i]);
+                cl->tasks[i] = cl->tasks[--cl->ntasks];
+                break;
+            }
+        }
+        restoring *x = &rt[k];
+        if (!(x->t = task_get(cl, ids[k]))) {
+            snprintf(errstr, errstr_size, "too many tasks");
+            rc = EDDY_EKAFKA;
+            goto out;
+        }
+        x->local_seq = eddy_state_meta(cl->st, ids[k], "__changelog", SEQ_KEY);
+        for (int i = 0; i < x->t->nfam; i++) {
+            x->local[i] = eddy_state_meta(cl->st, ids[k], "__changelog", x->t->fam[i].name);
+        }
+        x->sm.last_off = x->sm.max_seq = -1;
+    }
 
-    /* 1. the last commit marker after the local state's */
-    scan_markers sm = {-1, -1, EDDY_BUF_INIT};
-    snprintf(topic, sizeof topic, "%s-%s-changelog", cl->app_id, t->fam[0].name);
-    if ((rc = read_range(cl, topic, partition, local[0], scan_markers_cb, &sm, stop, &nread,
-                         errstr, errstr_size))) {
-        eddy_buf_free(&sm.value);
-        return rc;
+    /* 1. each task's last commit marker after its local state's */
+    for (int k = 0; k < n; k++) {
+        range_set(&rs[k], cl->app_id, rt[k].t->fam[0].name, ids[k] & 0xffff, rt[k].local[0],
+                  scan_markers_cb, &rt[k].sm, &tc);
     }
-    const char *families = NULL, *offsets = NULL;
-    if (sm.last_off >= 0) {
-        families = strstr(sm.value.data, " families=");
-        offsets = strstr(sm.value.data, " offsets=");
-        families = families ? families + 10 : "";
-        offsets = offsets ? offsets + 9 : "";
+    if ((rc = read_ranges(cl, rs, n, stop, &nread, errstr, errstr_size))) {
+        goto out;
     }
 
     /* 2. every family up to its position in that marker (or the local one) */
-    int64_t applied = 0, orphans = 0;
-    for (int i = 0; i < t->nfam && rc == 0; i++) {
-        int64_t until = local[i];
-        if (i == 0 && sm.last_off >= 0) {
-            until = sm.last_off;
-        } else if (i > 0 && families) {
-            int64_t x = list_get(families, t->fam[i].name);
-            if (x > until) {
-                until = x;
-            }
+    int nr = 0;
+    for (int k = 0; k < n; k++) {
+        restoring *x = &rt[k];
+        const char *families = NULL;
+        if (x->sm.last_off >= 0) {
+            families = strstr(x->sm.value.data, " families=");
+            families = families ? families + 10 : "";
         }
-        apply_ctx a = {cl, id, t->fam[i].name, until < 0 ? 0 : until, 0, 0};
-        snprintf(topic, sizeof topic, "%s-%s-changelog", cl->app_id, t->fam[i].name);
-        rc = read_range(cl, topic, partition, local[i], apply_cb, &a, stop, &nread, errstr,
-                        errstr_size);
-        applied += a.applied;
-        orphans += a.orphans;
-        t->fam[i].end = i == 0 && sm.last_off >= 0 ? sm.last_off + 1 : until;
+        for (int i = 0; i < x->t->nfam; i++) {
+            int64_t until = x->local[i];
+            if (i == 0 && x->sm.last_off >= 0) {
+                until = x->sm.last_off;
+            } else if (i > 0 && families) {
+                int64_t at = list_get(families, x->t->fam[i].name);
+                if (at > until) {
+                    until = at;
+                }
+            }
+            x->a[i] = (apply_ctx){cl, ids[k], x->t->fam[i].name, until < 0 ? 0 : until, 0, 0};
+            x->t->fam[i].end = i == 0 && x->sm.last_off >= 0 ? x->sm.last_off + 1 : until;
+            range_set(&rs[nr++], cl->app_id, x->t->fam[i].name, ids[k] & 0xffff, x->local[i],
+                      apply_cb, &x->a[i], &tc);
+        }
+    }
+    if ((rc = read_ranges(cl, rs, nr, stop, &nread, errstr, errstr_size))) {
+        goto out;
     }
 
-    /* 3. what the state now reflects */
-    if (rc == 0) {
-        t->seq = sm.max_seq > local_seq ? sm.max_seq : local_seq;
+    /* 3. what the state now reflects: positions, commit number, input offsets */
+    for (int k = 0; k < n && rc == 0; k++) {
+        restoring *x = &rt[k];
+        cl_task *t = x->t;
+        t->owned = 1;
+        t->seq = x->sm.max_seq > x->local_seq ? x->sm.max_seq : x->local_seq;
         if (t->seq < 0) {
             t->seq = 0;
         }
         for (int i = 0; i < t->nfam && rc == 0; i++) {
             if (t->fam[i].end >= 0 &&
-                eddy_state_set_meta(cl->st, id, "__changelog", t->fam[i].name, t->fam[i].end)) {
+                eddy_state_set_meta(cl->st, t->id, "__changelog", t->fam[i].name, t->fam[i].end)) {
                 rc = -1;
             }
         }
-        if (rc == 0 && eddy_state_set_meta(cl->st, id, "__changelog", SEQ_KEY, t->seq)) {
+        if (rc == 0 && eddy_state_set_meta(cl->st, t->id, "__changelog", SEQ_KEY, t->seq)) {
             rc = -1;
         }
-        for (const char *p = offsets; rc == 0 && p && *p && *p != ' ';) {
+        const char *offsets = x->sm.last_off >= 0 ? strstr(x->sm.value.data, " offsets=") : NULL;
+        for (const char *p = offsets ? offsets + 9 : NULL; rc == 0 && p && *p && *p != ' ';) {
             const char *at = strchr(p, '@');
             if (!at) {
                 break;
             }
             char tp[512];
             snprintf(tp, sizeof tp, "%.*s", (int)(at - p), p);
-            if (eddy_state_set_meta(cl->st, id, "__offsets", tp, strtoll(at + 1, NULL, 10))) {
+            if (eddy_state_set_meta(cl->st, t->id, "__offsets", tp, strtoll(at + 1, NULL, 10))) {
                 rc = -1;
             }
             p = strpbrk(at, ", ");
@@ -651,19 +747,36 @@ int eddy_changelog_restore(eddy_changelog *cl, int32_t sub, int32_t partition,
         }
         if (rc == -1) {
             snprintf(errstr, errstr_size, "%s", eddy_state_error(cl->st));
+            break;
+        }
+        int64_t applied = 0, orphans = 0;
+        for (int i = 0; i < t->nfam; i++) {
+            applied += x->a[i].applied;
+            orphans += x->a[i].orphans;
+        }
+        cl->restored_records += applied;
+        if (applied || orphans || x->sm.last_off >= 0) {
+            eddy_log_info("task %d_%d: restored %lld change(s) from %d changelog(s), up to commit "
+                          "%lld%s%s", t->id >> 16, t->id & 0xffff, (long long)applied, t->nfam,
+                          (long long)t->seq,
+                          x->sm.last_off >= 0 ? " (newer than the local state)" : "",
+                          orphans ? "; changes of an unfinished commit after it are undone" : "");
         }
     }
-    eddy_buf_free(&sm.value);
     int64_t ms = eddy_mono_ms() - t0;
-    cl->restored_records += applied;
     cl->restored_ms += ms;
-    if (rc == 0 && (nread > 0 || sm.last_off >= 0)) {
-        eddy_log_info("task %d_%d: restored %lld change(s) from %d changelog(s) in %lld ms "
-                      "(%.0f/s)%s; commit %lld%s", sub, partition, (long long)applied, t->nfam,
-                      (long long)ms, ms > 0 ? applied * 1000.0 / (double)ms : 0.0,
-                      sm.last_off >= 0 ? ", up to a newer commit than the local state" : "",
-                      (long long)t->seq,
-                      orphans ? "; later changes of an unfinished commit are undone" : "");
+    if (rc == 0 && nread > 0) {
+        eddy_log_info("changelogs: %d task(s) restored in %lld ms, %lld record(s) read (%.0f/s)",
+                      n, (long long)ms, (long long)nread, ms > 0 ? nread * 1000.0 / (double)ms : 0.0);
     }
+out:
+    for (int k = 0; k < n; k++) {
+        eddy_buf_free(&rt[k].sm.value);
+    }
+    if (tc.md) {
+        rd_kafka_metadata_destroy(tc.md);
+    }
+    free(rt);
+    free(rs);
     return rc;
 }

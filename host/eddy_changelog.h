@@ -53,14 +53,14 @@ int  eddy_changelog_write_markers(eddy_changelog *cl);
 int  eddy_changelog_record(eddy_changelog *cl, char *errstr, size_t errstr_size);
 
 /**
- * @brief Bring task (@p sub, @p partition) up to the last commit in its
- *        changelogs before it processes a record (see above); the input
- *        offsets of that commit go to its "__offsets" store. The caller commits
- *        the state afterwards.
+ * @brief Bring the tasks @p ids ((sub-topology << 16) | partition) up to the
+ *        last commit in their changelogs before they process a record (see
+ *        above), all at once; the input offsets of that commit go to each
+ *        task's "__offsets" store. The caller commits the state afterwards.
  * @returns 0, or EDDY_EKAFKA / -1 with the reason in @p errstr.
  */
-int  eddy_changelog_restore(eddy_changelog *cl, int32_t sub, int32_t partition,
-                            volatile sig_atomic_t *stop, char *errstr, size_t errstr_size);
+int  eddy_changelog_restore_tasks(eddy_changelog *cl, const int32_t *ids, int n,
+                                  volatile sig_atomic_t *stop, char *errstr, size_t errstr_size);
 /** @brief The tasks of @p partition were revoked (after their last commit). */
 void eddy_changelog_forget(eddy_changelog *cl, int32_t partition);
 

@@ -386,6 +386,9 @@ static int commit(run *r)
     if (r->runner && eddy_runner_holding(r->runner)) {
         return 0;        /* a new version's failure streak is undecided: commit nothing yet */
     }
+    if (r->failed) {
+        return EDDY_EKAFKA;     /* a restore failed: nothing may be committed */
+    }
     if (r->conf->exactly_once) {
         return commit_txn(r);
     }
@@ -416,26 +419,22 @@ static int restore_tasks(run *r, const rd_kafka_topic_partition_list_t *parts)
         return 0;
     }
     eddy_changelog_set_job(r->cl, r->job);
-    int32_t done[1024];
-    int ndone = 0;
-    for (int i = 0; i < parts->cnt; i++) {
+    int32_t ids[1024];
+    int n = 0;
+    for (int i = 0; i < parts->cnt && n < 1024; i++) {
         const rd_kafka_topic_partition_t *p = &parts->elems[i];
         int sub = eddy_changelog_sub_of(r->cl, p->topic);
         int32_t id = (sub << 16) | p->partition;
         int seen = sub < 0;
-        for (int j = 0; j < ndone && !seen; j++) {
-            seen = done[j] == id;
+        for (int j = 0; j < n && !seen; j++) {
+            seen = ids[j] == id;
         }
-        if (seen) {
-            continue;
+        if (!seen) {
+            ids[n++] = id;
         }
-        if (ndone < 1024) {
-            done[ndone++] = id;
-        }
-        if (eddy_changelog_restore(r->cl, sub, p->partition, r->conf->stop, r->errstr,
-                                   r->errstr_size)) {
-            return EDDY_EKAFKA;
-        }
+    }
+    if (eddy_changelog_restore_tasks(r->cl, ids, n, r->conf->stop, r->errstr, r->errstr_size)) {
+        return EDDY_EKAFKA;
     }
     return eddy_state_commit(r->conf->state, r->errstr, r->errstr_size) ? EDDY_EKAFKA : 0;
 }
@@ -534,6 +533,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
              * offset commit), so no input is applied to the state twice */
             if (restore_tasks(r, parts) != 0) {
                 eddy_log_error("kafka: cannot restore the state: %s", r->errstr);
+                eddy_state_abort(r->conf->state);
                 r->failed = 1;
                 *r->conf->stop = 1;
             }
@@ -850,9 +850,12 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     cq = rd_kafka_queue_get_consumer(r.consumer);
 
     if (c->state && eddy_job_stateful(job)) {
-        /* the changelogs' reader: assign() only, committed data only */
+        /* the changelogs' reader: assign() only (it never joins its group), committed
+         * data only */
+        char rgroup[300];
+        snprintf(rgroup, sizeof rgroup, "%s-restore", c->app_id);
         const char *rdefaults[] = {
-            "bootstrap.servers", c->brokers, "group.id", c->app_id, "enable.auto.commit", "false",
+            "bootstrap.servers", c->brokers, "group.id", rgroup, "enable.auto.commit", "false",
             "enable.partition.eof", "true", "isolation.level", "read_committed",
             "auto.offset.reset", "earliest", "fetch.wait.max.ms", "10", "fetch.error.backoff.ms", "10",
             "topic.metadata.refresh.fast.interval.ms", "20",
