@@ -650,15 +650,40 @@ static void ensure_topics(run *r)
             source_parts = md->topics[i].partition_cnt;
         }
     }
-    for (int s = 0; s < nsinks && nmissing < 64; s++) {
-        const char *t = eddy_job_sink(r->job, s);
+    /* the sinks (repartition topics included), then the changelogs */
+    char changelogs[32][600];
+    int nchangelogs = 0;
+    if (r->cl) {
+        for (const char *p = eddy_job_layout(r->job); *p && nchangelogs < 32;) {
+            int sub;
+            char name[512];
+            if (sscanf(p, "family\t%d\t%511[^\n]", &sub, name) == 2) {
+                snprintf(changelogs[nchangelogs++], sizeof changelogs[0], "%s-%s-changelog",
+                         r->conf->app_id, name);
+            }
+            const char *nl = strchr(p, '\n');
+            p = nl ? nl + 1 : p + strlen(p);
+        }
+    }
+    int first_changelog = -1;
+    for (int s = 0; s < nsinks + nchangelogs && nmissing < 64; s++) {
+        const char *t = s < nsinks ? eddy_job_sink(r->job, s) : changelogs[s - nsinks];
         int found = 0;
         for (int i = 0; i < md->topic_cnt; i++) {
             if (strcmp(md->topics[i].topic, t) == 0 && !md->topics[i].err) {
                 found = 1;
+                if (s >= nsinks && source_parts > 0 && md->topics[i].partition_cnt < source_parts) {
+                    eddy_log_warn("kafka: changelog %s has %d partitions, the sources %d: tasks "
+                                  "%d and up cannot log their state (recreate it with %d)", t,
+                                  md->topics[i].partition_cnt, source_parts,
+                                  md->topics[i].partition_cnt, source_parts);
+                }
             }
         }
         if (!found) {
+            if (s >= nsinks && first_changelog < 0) {
+                first_changelog = nmissing;
+            }
             missing[nmissing++] = t;
         }
     }
@@ -675,8 +700,10 @@ static void ensure_topics(run *r)
     }
     if (!has_controller) {
         eddy_log_warn("kafka: the broker has no reachable controller for CreateTopics (the "
-                      "development broker?): %d missing sink topic(s), starting with %s, will be "
-                      "auto-created on first write", nmissing, missing[0]);
+                      "development broker?): %d missing topic(s), starting with %s, will be "
+                      "auto-created on first write with the broker's default partition count%s",
+                      nmissing, missing[0], first_changelog >= 0
+                      ? " (changelogs need as many partitions as the sources: pre-create them)" : "");
         return;
     }
     rd_kafka_NewTopic_t *nt[64];
@@ -684,6 +711,9 @@ static void ensure_topics(run *r)
     for (int i = 0; i < nmissing; i++) {
         nt[i] = rd_kafka_NewTopic_new(missing[i], source_parts > 0 ? source_parts : -1, -1,
                                       errbuf, sizeof errbuf);
+        if (first_changelog >= 0 && i >= first_changelog) {
+            rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy", "compact");
+        }
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(r->producer);
     rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(r->producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
