@@ -20,6 +20,26 @@ output topic):
      more record against the same --state-dir, timed as a whole process
      (reopen the LMDB state, count, exit); the state's size on disk (du) and
      the peak RSS of both runs (/usr/bin/time %M).
+  h  job f again with --guarantee exactly_once (one transaction per commit
+     interval); compared with f (h/f, the cost of exactly-once).
+  r  recovery (Kafka mode, once per bench, after the rounds): a count per key
+     (bench/count_job.lua, at_least_once) over BENCH_G_KEYS records with
+     distinct keys (bench-in-r); once every key's count is out and the group
+     has committed everything (and at least 2 commit intervals have passed),
+     kill -9. r1: restart on the same --state-dir and app id; the time from
+     the spawn until a probe record (a new key, produced right after the
+     spawn) has its count in the output topic. r2: stop it (SIGTERM),
+     restart on an empty --state-dir (the store comes back from
+     <app>-counts-changelog): the same time, and the restore rate, from the
+     "changelogs: N task(s) restored in T ms, R record(s) read" lines (R / T). Both
+     times include the process start, the group join (~3 s on the
+     development broker) and, for r1, the killed member's session timeout
+     (6 s). With each probe goes a record for an existing key, whose count
+     must come out as 2 (the restored state is right).
+
+f and h write changelogs: their topics (<app>-window-counts-changelog,
+<app>-__task-0-changelog) are created with the broker, with the input's
+partition count (the development broker auto-creates topics with 4).
 
 A Kafka scenario is watched from the outside: the sum of its output topic's
 high watermarks is polled every few ms (one ListOffsets request). The clock
@@ -30,11 +50,11 @@ is then stopped with SIGTERM. Group join and startup are outside the window.
 records/s counts input records: (outputs seen in the window) x inputs/outputs
 over the window's length.
 
-Each scenario runs BENCH_ROUNDS times (5), the rounds interleaved (a b c d e,
-a b c d e, ...); each Kafka run has a fresh group and output topic. The
-summary shows each scenario's median run; the ratios compare medians. A
-window of 1M records is short (0.5-2 s) on a noisy 2-core machine: single
-runs of the same scenario vary by 20-30 %, hence the rounds.
+Each scenario but r runs BENCH_ROUNDS times (5), the rounds interleaved
+(a b c d f h e g, a b c d f h e g, ...); each Kafka run has a fresh group and
+output topic. The summary shows each scenario's median run; the ratios
+compare medians. A window of 1M records is short (0.5-2 s) on a noisy 2-core
+machine: single runs of the same scenario vary by 20-30 %, hence the rounds.
 
 The input is keyed like a Java producer's (murmur2), as eddy's and the C
 passthrough's outputs are, so a record keeps its partition number from input
@@ -46,13 +66,16 @@ steadier than records/s and tells where eddy spends its time.
 
 Environment: BENCH_RECORDS (1000000), BENCH_PARTITIONS (64), BENCH_TIMEOUT
 (seconds per scenario, 120), BENCH_ONLY (scenarios to run, e.g. "ab";
-default "abcdefg"), BENCH_ROUNDS (5), BENCH_G_KEYS (1000000), BENCH_PERF=1 to also record `perf`
+default "abcdefghr"), BENCH_ROUNDS (5), BENCH_G_KEYS (1000000; also r's key
+count), BENCH_PERF=1 to also record `perf`
 profiles (BENCH_PERF_FREQ Hz, 999) of the eddy scenarios' windows into
 build/bench/perf-*.{data,txt}; the figures are perturbed then.
 """
+import datetime
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -71,7 +94,7 @@ N = int(os.environ.get("BENCH_RECORDS", "1000000"))
 PARTS = int(os.environ.get("BENCH_PARTITIONS", "64"))
 TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "120"))
 PERF = os.environ.get("BENCH_PERF", "") not in ("", "0")
-ONLY = os.environ.get("BENCH_ONLY", "abcdefg")
+ONLY = os.environ.get("BENCH_ONLY", "abcdefghr")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 PERF_FREQ = os.environ.get("BENCH_PERF_FREQ", "999")
 NKEYS = 5000
@@ -82,9 +105,15 @@ POLL_S = 0.005
 
 IN_TOPIC = "bench-in"
 F_TOPIC = "bench-in-100k"
+R_TOPIC = "bench-in-r"
+R_OUT = "bench-out-r"
+R_APP = "bench-r"
+COMMIT_MS = 1000                # --commit-interval of the r job (eddy's default)
 GROUP_X = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000"]
+KAFKA_KEYS = "abcdfh"           # the Kafka scenarios run in every round, in this order
 
-TARGETS = {"b/a": 0.8, "c/d": 3.0, "e": 1_000_000, "f/a": 0.5, "g_restart": 1.0}
+TARGETS = {"b/a": 0.8, "c/d": 3.0, "e": 1_000_000, "f/a": 0.5, "g_restart": 1.0,
+           "h/f": 0.7, "r_restore": 300_000}
 
 
 class BrokerGone(Exception):
@@ -146,6 +175,20 @@ def generate_g(path, one_path):
     return "k-%07d" % keys[0]
 
 
+def generate_r():
+    """Scenario r's input: G_KEYS distinct keys (g's names) in random order,
+    one record each, a one-byte value (the job does not read it)."""
+    rnd = random.Random(20240604)
+    keys = list(range(G_KEYS))
+    rnd.shuffle(keys)
+    return [(b"k-%07d" % k, b"1") for k in keys]
+
+
+def changelogs(app, store):
+    """The changelog topics of a job of one sub-topology (0) with one store."""
+    return ["%s-%s-changelog" % (app, store), "%s-__task-0-changelog" % app]
+
+
 def load(brokers, recs, topic=IN_TOPIC):
     p = Producer({
         "bootstrap.servers": brokers, "linger.ms": 20, "batch.num.messages": 10000,
@@ -189,14 +232,18 @@ class Watermarks:
         self.c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-watcher",
                            "enable.auto.commit": False})
 
-    def _sum(self, topic, which):
+    def offsets(self, topic, which=-1):
+        """Each partition's high (-1) or low (-2) watermark."""
         if self.broker.poll() is not None:
             raise BrokerGone("the broker exited (status %s)" % self.broker.returncode)
         tps = [TopicPartition(topic, i, which) for i in range(PARTS)]
         try:
-            return sum(max(tp.offset, 0) for tp in self.c.offsets_for_times(tps, timeout=10))
+            return [max(tp.offset, 0) for tp in self.c.offsets_for_times(tps, timeout=10)]
         except KafkaException as e:
             raise BrokerGone("the broker does not answer: %s" % e) from None
+
+    def _sum(self, topic, which):
+        return sum(self.offsets(topic, which))
 
     def high(self, topic):
         return self._sum(topic, -1)     # -1: latest
@@ -274,7 +321,10 @@ def run_kafka(name, cmd, wm, out_topic, expected, broker_pid, env=None):
             proc.wait()
 
 
-def watch(name, proc, errf, errpath, wm, out_topic, expected, broker_pid, base, started):
+def watch(name, proc, errf, errpath, wm, out_topic, expected, broker_pid, base, started,
+          inputs=N, stop=True):
+    """Time a job's outputs until `expected` are delivered; `inputs` input
+    records make them. Then SIGTERM the job, unless `stop` is false."""
     perf = None
     t0 = out0 = t1 = None
     c0 = b0 = c1 = b1 = w0 = w1 = None
@@ -301,7 +351,7 @@ def watch(name, proc, errf, errpath, wm, out_topic, expected, broker_pid, base, 
             break
         time.sleep(POLL_S)
     stop_perf(name, perf)
-    if proc.poll() is None:
+    if stop and proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(30)
@@ -316,7 +366,7 @@ def watch(name, proc, errf, errpath, wm, out_topic, expected, broker_pid, base, 
            "log": tail[-1] if tail else "", "stderr": errpath}
     if t1 is not None and t1 > t0 and seen > out0:
         res["seconds"] = t1 - t0
-        res["rate"] = (seen - out0) * (N / expected) / (t1 - t0)
+        res["rate"] = (seen - out0) * (inputs / expected) / (t1 - t0)
         res["wall"] = t1 - started
         res["cpu"] = cpu_share(c0, c1, t1 - t0)
         res["broker_cpu"] = cpu_share(b0, b1, t1 - t0)
@@ -406,6 +456,189 @@ def run_g(rnd, inpath, one_path, one_key):
     return res
 
 
+RESTORED = re.compile(r"changelogs: (\d+) task\(s\) restored in (\d+) ms, (\d+) record\(s\) read")
+
+
+def log_time(line):
+    """The wall-clock time (s since the epoch) of an eddy log line, or None."""
+    try:
+        t = datetime.datetime.strptime(line.split(" ", 2)[1], "%Y-%m-%dT%H:%M:%S.%fZ")
+    except (IndexError, ValueError):
+        return None
+    return t.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def restore_log(errpath):
+    """From a job's log: the changelog records read and the ms it took (sums over
+    the "changelogs: N task(s) restored in T ms, R record(s) read" lines), the tasks, and the
+    wall-clock times of the assignment (the first restore's start: the
+    "assigned" lines come after the restores) and of the last restore line."""
+    n = ms = lines = 0
+    assigned = last = None
+    with open(errpath) as f:
+        for line in f:
+            m = RESTORED.search(line)
+            t = log_time(line)
+            if m:
+                n, ms, lines = n + int(m.group(3)), ms + int(m.group(2)), lines + int(m.group(1))
+                last = t
+                if assigned is None and t is not None:
+                    assigned = t - int(m.group(2)) / 1000.0
+            elif assigned is None and line.rstrip().endswith(" assigned"):
+                assigned = t
+    return {"changes": n, "ms": ms, "tasks": lines, "assigned": assigned, "restored": last}
+
+
+def r_command(brokers, state):
+    return [EDDY, "run", "bench/count_job.lua", "--brokers", brokers, "--app-id", R_APP,
+            "--guarantee", "at_least_once", "--commit-interval", str(COMMIT_MS),
+            "--state-dir", state, "--no-watch"] + GROUP_X
+
+
+def r_env():
+    return dict(os.environ, BENCH_IN=R_TOPIC, BENCH_OUT=R_OUT)
+
+
+def recover(step, brokers, wm, state, probe, check, producer, reader):
+    """One restart of scenario r on `state`: spawn the job, produce `probe` (a
+    new key) and `check` (a key counted once already) right after, and time
+    until the probe's count is in the output topic (then wait for the check's
+    too: it must be 2). Stops the job (SIGTERM) and reads its log. Returns a
+    dict: status, seconds (spawn to the probe's output), what the log says."""
+    name = "eddy-count-recovery-%s" % step
+    errpath = os.path.join(BUILD, "%s.stderr" % name)
+    reader.assign([TopicPartition(R_OUT, i, o) for i, o in enumerate(wm.offsets(R_OUT))])
+    res = {"name": name, "status": "ok", "stderr": errpath}
+    seen, other = {}, 0
+    with open(errpath, "w") as errf:
+        wall0, t0 = time.time(), time.monotonic()
+        proc = subprocess.Popen(r_command(brokers, state), stdout=subprocess.DEVNULL,
+                                stderr=errf, cwd=ROOT, env=r_env())
+        try:
+            producer.produce(R_TOPIC, b"1", probe)
+            producer.produce(R_TOPIC, b"1", check)
+            if producer.flush(10):
+                res["status"] = "the probe records were not delivered"
+                return res
+            while probe not in seen or check not in seen:
+                if proc.poll() is not None:
+                    res["status"] = "exited early (status %d)" % proc.returncode
+                    break
+                if time.monotonic() - t0 > TIMEOUT:
+                    res["status"] = "timed out after %.0f s (probe %s)" % (
+                        TIMEOUT, "seen" if probe in seen else "not seen")
+                    break
+                if wm.broker.poll() is not None:
+                    raise BrokerGone("the broker exited (status %s)" % wm.broker.returncode)
+                for m in reader.consume(1000, 0.05):
+                    if m.error():
+                        continue
+                    if m.key() in (probe, check) and m.key() not in seen:
+                        seen[m.key()] = (m.value(), time.monotonic() - t0)
+                    else:
+                        other += 1
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    reader.unassign()
+    rl = restore_log(errpath)
+    res.update(replayed=other, restore=rl,
+               join=rl["assigned"] - wall0 if rl["assigned"] else None,
+               restore_end=rl["restored"] - wall0 if rl["restored"] else None)
+    if probe in seen:
+        res["seconds"] = seen[probe][1]
+    if res["status"] == "ok":
+        if seen[probe][0] != b"1" or seen[check][0] != b"2":
+            res["status"] = "wrong counts: %s -> %r (expected 1), %s -> %r (expected 2)" % (
+                probe.decode(), seen[probe][0], check.decode(), seen[check][0])
+    return res
+
+
+def run_r(brokers, broker_pid, wm):
+    """Scenario r: fill a count store with G_KEYS keys, kill -9, then the two
+    restarts (recover()). Returns a result dict: the fill's rate as "rate",
+    r1 and r2 (recover()'s dicts)."""
+    name = "eddy-count-recovery"
+    states = [os.path.join(BUILD, "state-r1"), os.path.join(BUILD, "state-r2")]
+    for st in states:
+        shutil.rmtree(st, ignore_errors=True)
+    errpath = os.path.join(BUILD, "%s-fill.stderr" % name)
+    errf = open(errpath, "w")
+    base = wm.high(R_OUT)
+    group = Consumer({"bootstrap.servers": brokers, "group.id": R_APP,
+                      "enable.auto.commit": False})
+    producer = Producer({"bootstrap.servers": brokers, "partitioner": "murmur2_random",
+                         "linger.ms": 0})
+    reader = Consumer({"bootstrap.servers": brokers, "group.id": "bench-r-reader",
+                       "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+    started = time.monotonic()
+    proc = subprocess.Popen(r_command(brokers, states[0]), stdout=subprocess.DEVNULL,
+                            stderr=errf, cwd=ROOT, env=r_env())
+    try:
+        # 1. every key counted once, and committed
+        res = watch(name + "-fill", proc, errf, errpath, wm, R_OUT, G_KEYS, broker_pid, base,
+                    started, inputs=G_KEYS, stop=False)
+        res["name"] = name
+        if not res["status"].startswith("ok"):
+            return res
+        t_out = time.monotonic()
+        tps = [TopicPartition(R_TOPIC, i) for i in range(PARTS)]
+        while True:
+            done = sum(max(tp.offset, 0) for tp in group.committed(tps, timeout=10))
+            now = time.monotonic()
+            if done >= G_KEYS and now - t_out >= 2 * COMMIT_MS / 1000.0:
+                break
+            if proc.poll() is not None or now - t_out > TIMEOUT:
+                res["status"] = "the group committed %d of %d offsets (%s)" % (
+                    done, G_KEYS, "job exited" if proc.poll() is not None else "timed out")
+                return res
+            time.sleep(0.1)
+        res["commit_wait"] = time.monotonic() - t_out
+        proc.kill()                         # kill -9
+        proc.wait()
+        cl, task_cl = changelogs(R_APP, "counts")
+        lo, hi = wm.low(cl), wm.high(cl)
+        res["changelog"] = "%s %d, %s %d (commit markers and stream times)" % (
+            cl, hi, task_cl, wm.high(task_cl))
+        log("r) %d keys counted (%.0f records/s), all committed %.1f s after the last "
+            "output; killed (SIGKILL); changelog records: %s; low watermarks of %s: %d" % (
+                G_KEYS, res.get("rate", 0), res["commit_wait"], res["changelog"], cl, lo))
+        if lo:
+            res["status"] = ("%s dropped %d record(s) (low watermarks > 0: over the broker's "
+                             "~5 MiB per partition): a restore would be incomplete; use more "
+                             "partitions" % (cl, lo))
+            log("r) FAILED: %s" % res["status"])
+            return res
+        # 2. r1: the same state dir; r2: stopped, then an empty state dir
+        for step, st, probe, check in (("r1", states[0], b"probe-r1", b"k-0000000"),
+                                       ("r2", states[1], b"probe-r2", b"k-0000001")):
+            r = recover(step, brokers, wm, st, probe, check, producer, reader)
+            res[step] = r
+            rl = r["restore"]
+            log("%s) %s: probe out %s s after the spawn (assignment at %s s); restored "
+                "%d change(s) in %d ms over %d task(s); %d other output(s)" % (
+                    step, r["status"], "%.2f" % r["seconds"] if "seconds" in r else "-",
+                    "%.2f" % r["join"] if r["join"] is not None else "-",
+                    rl["changes"], rl["ms"], rl["tasks"], r["replayed"]))
+            if r["status"] != "ok":
+                res["status"] = "%s: %s" % (step, r["status"])
+                break
+        return res
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        group.close()
+        reader.close()
+        for st in states:
+            shutil.rmtree(st, ignore_errors=True)
+
+
 def windows_available():
     """Does this eddy build have windowed aggregations? A tiny file-mode run."""
     d = os.path.join(BUILD, "probe-windows")
@@ -434,6 +667,8 @@ SCENARIOS = [   # key, name, label, Kafka?
     ("e", "eddy-json-file", "eddy JSON filter, file mode"),
     ("f", "eddy-window-count", "eddy tumbling-window count, 100k keys"),
     ("g", "eddy-count-keys", "eddy count, 1M keys, file mode"),
+    ("h", "eddy-window-count-eos", "job f, exactly_once"),
+    ("r", "eddy-count-recovery", "eddy count, 1M keys, Kafka (r: fill)"),
 ]
 
 
@@ -453,8 +688,16 @@ def main():
     bcmd = [EDDY, "broker", "--topic", "%s:%d" % (IN_TOPIC, PARTS)]
     bcmd += ["--topic", "%s:%d" % (F_TOPIC, PARTS)]
     for rnd in range(1, ROUNDS + 1):
-        for key in "abcdf":
+        for key in KAFKA_KEYS:
+            if key not in ONLY:
+                continue
             bcmd += ["--topic", "%s:%d" % (out_topic(key, rnd), PARTS)]
+            if key in "fh":     # changelogs: one partition per task
+                for t in changelogs(group_of(key, rnd), "window-counts"):
+                    bcmd += ["--topic", "%s:%d" % (t, PARTS)]
+    if "r" in ONLY:
+        for t in [R_TOPIC, R_OUT] + changelogs(R_APP, "counts"):
+            bcmd += ["--topic", "%s:%d" % (t, PARTS)]
     broker_err = open(os.path.join(BUILD, "broker.stderr"), "w")
     broker = subprocess.Popen(bcmd, stdout=subprocess.PIPE, stderr=broker_err, text=True)
     try:
@@ -473,9 +716,14 @@ def main():
         broker_err.close()
 
 
+def group_of(key, rnd):
+    """Kafka scenario `key`'s consumer group (and app id) in round `rnd`."""
+    return "bench-%s-%d" % (key, rnd)
+
+
 def command(key, brokers, rnd, out):
     """The command line and extra environment of Kafka scenario `key`."""
-    group = "bench-%s-%d" % (key, rnd)
+    group = group_of(key, rnd)
     if key == "a":
         return [PASSTHROUGH, brokers, group, IN_TOPIC, out] + GROUP_X, {}
     if key == "b":
@@ -484,11 +732,12 @@ def command(key, brokers, rnd, out):
     if key == "c":
         return [EDDY, "run", "bench/json_job.lua", "--brokers", brokers, "--app-id",
                 group] + GROUP_X, {"BENCH_OUT": out}
-    if key == "f":
-        state = os.path.join(BUILD, "state-f")
+    if key in "fh":             # h: job f under exactly_once
+        state = os.path.join(BUILD, "state-%s" % key)
         shutil.rmtree(state, ignore_errors=True)
+        guarantee = "exactly_once" if key == "h" else "at_least_once"
         return [EDDY, "run", "bench/window_count.lua", "--brokers", brokers, "--app-id", group,
-                "--guarantee", "at_least_once", "--state-dir", state, "--no-watch"] + GROUP_X, \
+                "--guarantee", guarantee, "--state-dir", state, "--no-watch"] + GROUP_X, \
             {"BENCH_OUT": out}
     return [PY, "bench/json_job.py", brokers, group, IN_TOPIC, out] + GROUP_X, {}
 
@@ -510,11 +759,12 @@ def bench(brokers, broker):
         raise SystemExit("bench: %s holds offsets %d..%d, expected 0..%d (the broker "
                          "dropped data? use more partitions)" % (IN_TOPIC, lo, hi, N))
     notes = {}
-    if "f" in ONLY:
+    if "f" in ONLY or "h" in ONLY:
         ok, why = windows_available()
         if not ok:
-            notes["f"] = "skipped: this build has no windowed aggregations (%s)" % why
-            log("f) %s" % notes["f"])
+            for k in "fh":
+                notes[k] = "skipped: this build has no windowed aggregations (%s)" % why
+            log("f, h) %s" % notes["f"])
         else:
             t = time.monotonic()
             load(brokers, generate_f(), F_TOPIC)
@@ -524,6 +774,15 @@ def bench(brokers, broker):
             if hi != N or lo != 0:
                 raise SystemExit("bench: %s holds offsets %d..%d, expected 0..%d"
                                  % (F_TOPIC, lo, hi, N))
+    if "r" in ONLY:
+        t = time.monotonic()
+        load(brokers, generate_r(), R_TOPIC)
+        hi, lo = wm.high(R_TOPIC), wm.low(R_TOPIC)
+        log("loaded %s in %.1f s: %d records with distinct keys, low watermarks %d" %
+            (R_TOPIC, time.monotonic() - t, hi, lo))
+        if hi != G_KEYS or lo != 0:
+            raise SystemExit("bench: %s holds offsets %d..%d, expected 0..%d (the broker "
+                             "dropped data? use more partitions)" % (R_TOPIC, lo, hi, G_KEYS))
     g_inputs = None
     if "g" in ONLY:
         t = time.monotonic()
@@ -555,16 +814,16 @@ def run_rounds(brokers, broker_pid, wm, inpath, kept, names, results, notes, g_i
     # rounds interleave the scenarios, so that a slow spell of the machine
     # does not land on one scenario only
     for rnd in range(1, ROUNDS + 1):
-        for key in "abcdf":
+        for key in KAFKA_KEYS:
             if key not in ONLY or key in notes:
                 continue
             name = "%s-%d" % (names[key], rnd)
             out = out_topic(key, rnd)
             cmd, env = command(key, brokers, rnd, out)
-            expected = N if key in "abf" else kept
+            expected = N if key in "abfh" else kept
             r = run_kafka(name, cmd, wm, out, expected, broker_pid, env)
-            if key == "f":
-                shutil.rmtree(os.path.join(BUILD, "state-f"), ignore_errors=True)
+            if key in "fh":
+                shutil.rmtree(os.path.join(BUILD, "state-%s" % key), ignore_errors=True)
             results[key].append(r)
             log("%s) %s: %s, %s records/s; %s" % (key, name, r["status"], fmt_rate(r).strip(),
                                                    r["log"]))
@@ -580,6 +839,10 @@ def run_rounds(brokers, broker_pid, wm, inpath, kept, names, results, notes, g_i
             log("g) %s: %s, %s records/s, restart %s s; %s" % (
                 r["name"], r["status"], fmt_rate(r).strip(),
                 "%.3f" % r["restart"] if "restart" in r else "-", r["log"]))
+    if "r" in ONLY:     # once: ~30 s, and it leaves 1M keys of state in the broker
+        r = run_r(brokers, broker_pid, wm)
+        results["r"].append(r)
+        log("r) %s: %s" % (r["name"], r["status"]))
 
 
 def median_run(runs):
@@ -591,7 +854,7 @@ def median_run(runs):
 
 def summarize(results, kept, notes=None):
     notes = notes or {}
-    expected = {"a": N, "b": N, "c": kept, "d": kept, "f": N}
+    expected = {"a": N, "b": N, "c": kept, "d": kept, "f": N, "h": N, "r": G_KEYS}
     out = []
     out.append("eddy bench: %d records of ~100 bytes (%d keys), topic %s:%d on one `eddy broker`, "
                "%d round(s)" % (N, NKEYS, IN_TOPIC, PARTS, ROUNDS))
@@ -628,8 +891,14 @@ def summarize(results, kept, notes=None):
     def rate(k):
         return med[k]["rate"] if med.get(k) else None
 
-    a, b, c, d, e, f = (rate(k) for k in "abcdef")
+    a, b, c, d, e, f, h = (rate(k) for k in "abcdefh")
     g = med.get("g")
+    rr = (results.get("r") or [None])[-1]
+    r1, r2 = (rr or {}).get("r1") or {}, (rr or {}).get("r2") or {}
+    r2_restore = r2.get("restore") or {}
+    restore_rate = (r2_restore["changes"] * 1000.0 / r2_restore["ms"]
+                    if r2.get("status") == "ok" and r2_restore.get("ms") else None)
+    restored = r2_restore.get("changes") if r2.get("status") == "ok" else None
     restarts = sorted(r["restart"] for r in results.get("g", []) if "restart" in r)
     g_restart = restarts[(len(restarts) - 1) // 2] if restarts else None
     checks = [
@@ -643,15 +912,24 @@ def summarize(results, kept, notes=None):
          ">= %.1f" % TARGETS["f/a"], TARGETS["f/a"], "%.2f"),
         ("g", "restart: reopen 1M keys + 1 record, s", g_restart,
          "< %.0f" % TARGETS["g_restart"], -TARGETS["g_restart"], "%.3f"),
+        ("h/f", "window count exactly_once / f", h / f if f and h else None,
+         ">= %.1f" % TARGETS["h/f"], TARGETS["h/f"], "%.2f"),
+        ("r1", "recovery, kill -9, same state, s", r1.get("seconds"), "-", None, "%.2f"),
+        ("r2", "recovery, empty state dir, s", r2.get("seconds"), "-", None, "%.2f"),
+        ("r2", "restore from changelog, changes/s", restore_rate,
+         ">= %d" % TARGETS["r_restore"], TARGETS["r_restore"], "%.0f"),
+        ("r2", "changelog records read (keys: %d)" % G_KEYS, restored, "-", None, "%d"),
     ]
     out.append("%-5s %-34s %10s %10s  %s" % ("", "target", "measured", "target", "result"))
     for k, label, v, tgt, lim, fmt in checks:
-        if v is None and not all(x in ONLY for x in k.replace("/", "")):
+        if v is None and not all(x in ONLY for x in k if x.isalpha()):
             result = "n/a (not run)"
-        elif v is None and any(x in notes for x in k.replace("/", "")):
+        elif v is None and any(x in notes for x in k if x.isalpha()):
             result = "SKIP (see above)"
         elif v is None:
             result = "FAIL (not measured)"
+        elif lim is None:                   # no target: a figure to read
+            result = "-"
         elif lim < 0:                       # an upper bound: v < -lim
             result = "PASS" if v < -lim else "FAIL"
         else:
@@ -670,6 +948,31 @@ def summarize(results, kept, notes=None):
                    "runs %s." % ("%.0f MiB" % (g["restart_rss"] / mb) if g.get("restart_rss") else "-",
                                  "%.3f" % g_restart if g_restart is not None else "-",
                                  ", ".join("%.3f" % x for x in restarts) or "-"))
+    if rr:
+        def at(x, key):
+            return "%.2f s" % x[key] if x.get(key) is not None else "-"
+
+        out.append("")
+        out.append("r) fill: %d keys counted, %s records/s (first to last output), all offsets "
+                   "committed %s after the last output; then kill -9;" % (
+                       G_KEYS, fmt_rate(rr).strip(), at(rr, "commit_wait")))
+        out.append("   records in the changelogs then: %s." % rr.get("changelog", "-"))
+        for step, x, what in (("r1", r1, "same --state-dir"), ("r2", r2, "empty --state-dir")):
+            if not x:
+                continue
+            rl = x["restore"]
+            out.append("   %s (%s): %s; partitions assigned at %s, restored at %s, "
+                       "probe's count out at %s after the spawn;" % (
+                           step, what, x["status"], at(x, "join"), at(x, "restore_end"),
+                           at(x, "seconds")))
+            out.append("       restored %d change(s) in %d ms (sum over %d task(s)%s); %d "
+                       "other output(s) seen meanwhile (replayed inputs)." % (
+                           rl["changes"], rl["ms"], rl["tasks"],
+                           ", %.0f/s" % (rl["changes"] * 1000.0 / rl["ms"]) if rl["ms"] else "",
+                           x["replayed"]))
+        if restored is not None:
+            out.append("   r2 restored %d change(s) for %d keys (%+d)." % (
+                           restored, G_KEYS, restored - G_KEYS))
     out.append("")
     out.append("records/s: the median round; input records per second from the first output "
                "seen to all outputs delivered")
@@ -680,6 +983,18 @@ def summarize(results, kept, notes=None):
                    N, F_KEYS, F_TOPIC))
     out.append("g: %d records, one per key, into a fresh --state-dir (1 task); records/s over "
                "the whole process." % G_KEYS)
+    out.append("h: job f with --guarantee exactly_once (a transaction per 1 s commit interval); "
+               "h/f is the cost of exactly-once.")
+    out.append("r: %s (%d partitions), bench/count_job.lua at_least_once, commit interval %d ms, "
+               "%s. Recovery = wall time from the" % (R_TOPIC, PARTS, COMMIT_MS,
+                                                      " ".join(GROUP_X[1::2])))
+    out.append("  spawn to the probe's count in the output topic: process start, the group join "
+               "(~3 s on the development broker),")
+    out.append("  restore, then the probe's processing and delivery; r1 also waits for the "
+               "killed member's session to time out")
+    out.append("  (its partitions stay assigned to it until then). Restore rate: changelog records "
+               "read / ms, from the \"changelogs: N task(s) restored in T ms, R record(s) read\"")
+    out.append("  log lines of r2 (all assigned tasks restore together, in two passes).")
     out.append("cpu: cores busy in that window (1.00 = one core) by the job's process, its main "
                "thread, and the broker; the machine has %d cores." % os.cpu_count())
     w = [r["watcher_cpu"] for runs in results.values() for r in runs if "watcher_cpu" in r]
