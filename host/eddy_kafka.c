@@ -40,6 +40,7 @@ typedef struct kafka_sink {
     volatile sig_atomic_t *stop;
     int         delivery_failures;
     char        first_failure[512];
+    int         transactional;      /* exactly_once: failures abort the transaction */
 } kafka_sink;
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -116,10 +117,19 @@ static int ks_write(void *ctx, const char *topic, int32_t partition, int32_t fal
         if (h) {
             rd_kafka_headers_destroy(h);
         }
-        eddy_log_error("kafka: cannot produce to %s: %s", topic, rd_kafka_err2str(err));
         if (temp) {
             rd_kafka_topic_destroy(temp);
         }
+        if (ks->transactional) {
+            /* the open transaction failed (an abortable error): the commit aborts it and
+             * rewinds, so this record is processed again */
+            if (ks->delivery_failures++ == 0) {
+                snprintf(ks->first_failure, sizeof ks->first_failure, "cannot produce to %s: %s",
+                         topic, rd_kafka_err2str(err));
+            }
+            return 0;
+        }
+        eddy_log_error("kafka: cannot produce to %s: %s", topic, rd_kafka_err2str(err));
         return EDDY_EKAFKA;
     }
 }
@@ -129,6 +139,9 @@ static int ks_flush(void *ctx)
     kafka_sink *ks = ctx;
     int waited_since_stop = 0;
     while (rd_kafka_outq_len(ks->rk) > 0) {
+        if (ks->transactional && ks->delivery_failures) {
+            break;          /* the transaction failed: it is aborted, not waited for */
+        }
         rd_kafka_flush(ks->rk, 1000);
         if (rd_kafka_outq_len(ks->rk) == 0) {
             break;
@@ -289,6 +302,21 @@ static int flush_all(run *r)
 
 static int rewind_tasks(run *r);
 
+/* Abort the open transaction, serving the delivery reports of the records it
+ * drops meanwhile (the abort waits for them), for at most a minute. */
+static rd_kafka_error_t *abort_txn(run *r)
+{
+    rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE);
+    for (int attempt = 0;; attempt++) {
+        rd_kafka_poll(r->producer, 100);
+        rd_kafka_error_t *e = rd_kafka_abort_transaction(r->producer, 500);
+        if (!e || !rd_kafka_error_is_retriable(e) || attempt >= 120) {
+            return e;
+        }
+        rd_kafka_error_destroy(e);
+    }
+}
+
 /* exactly_once: the open transaction holds the interval's outputs, changelog
  * records and commit markers; the input offsets join it, it commits, and the
  * LMDB transaction commits right after. A failure aborts it and rewinds every
@@ -333,7 +361,7 @@ static int commit_txn(run *r)
         if (e) {
             rd_kafka_error_destroy(e);
         }
-        e = rd_kafka_abort_transaction(r->producer, 60000);
+        e = abort_txn(r);
         r->in_txn = 0;
         if (e) {
             snprintf(r->errstr, r->errstr_size, "cannot abort the transaction: %s",
@@ -758,19 +786,26 @@ static rd_kafka_topic_partition_t *task_of(run *r, const char *topic, int32_t pa
 /* The transactional id of this instance: <app>-<id>, the id kept in
  * <state-dir>/<app>/instance.id, so a restarted instance fences its own
  * unfinished transaction at once (init_transactions aborts it). */
-static void transactional_id(const eddy_kafka_conf *c, char *out, size_t size)
+static int read_id(const char *path, char *id, size_t size)
 {
-    char path[4096], id[64] = "";
-    snprintf(path, sizeof path, "%s/%s/instance.id", c->state_dir ? c->state_dir : ".", c->app_id);
     FILE *fp = fopen(path, "r");
+    id[0] = '\0';
     if (fp) {
-        if (!fgets(id, sizeof id, fp)) {
+        if (!fgets(id, (int)size, fp)) {
             id[0] = '\0';
         }
         fclose(fp);
         id[strcspn(id, "\r\n")] = '\0';
     }
-    if (!id[0]) {
+    return id[0] != '\0';
+}
+
+static void transactional_id(const eddy_kafka_conf *c, char *out, size_t size)
+{
+    char path[4096], id[64] = "";
+    const char *sd = c->state_dir ? c->state_dir : ".";
+    snprintf(path, sizeof path, "%s/%s/instance.id", sd, c->app_id);
+    if (!read_id(path, id, sizeof id)) {
         unsigned char rnd[8] = {0};
         FILE *ur = fopen("/dev/urandom", "r");
         if (!ur || fread(rnd, 1, sizeof rnd, ur) != sizeof rnd) {
@@ -783,13 +818,21 @@ static void transactional_id(const eddy_kafka_conf *c, char *out, size_t size)
         for (int i = 0; i < 8; i++) {
             snprintf(id + 2 * i, 3, "%02x", rnd[i]);
         }
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s/%s", c->state_dir ? c->state_dir : ".", c->app_id);
-        mkdir(c->state_dir ? c->state_dir : ".", 0755);
+        char dir[4096], tmp[4200];
+        snprintf(dir, sizeof dir, "%s/%s", sd, c->app_id);
+        mkdir(sd, 0755);
         mkdir(dir, 0755);
-        if ((fp = fopen(path, "w")) != NULL) {
+        /* written aside, then linked into place: of workers starting together,
+         * the first link wins and the others read its id */
+        snprintf(tmp, sizeof tmp, "%s.%d", path, (int)getpid());
+        FILE *fp = fopen(tmp, "w");
+        if (fp) {
             fprintf(fp, "%s\n", id);
             fclose(fp);
+            if (link(tmp, path) != 0) {
+                read_id(path, id, sizeof id);
+            }
+            unlink(tmp);
         }
     }
     if (c->worker > 0) {
@@ -834,6 +877,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     }
     r.ks = calloc(1, sizeof(*r.ks));
     r.ks->stop = c->stop;
+    r.ks->transactional = c->exactly_once;
     rd_kafka_conf_set_opaque(pc, r.ks);
     rd_kafka_conf_set_dr_msg_cb(pc, dr_msg_cb);
     r.producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, errstr_size);
@@ -1089,7 +1133,7 @@ out_noncommit:
         r.dirty = 0;
     }
     if (r.in_txn && rc) {
-        rd_kafka_error_t *e = rd_kafka_abort_transaction(r.producer, 10000);
+        rd_kafka_error_t *e = abort_txn(&r);
         if (e) {
             rd_kafka_error_destroy(e);
         }
