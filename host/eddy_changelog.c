@@ -219,10 +219,10 @@ void eddy_changelog_forget(eddy_changelog *cl, int32_t partition)
     }
 }
 
-/* The family of a store: "__meta" -> "__task-<S>"; "name#index" -> "name". */
+/* The family of a store: "__meta", "__dedup" -> "__task-<S>"; "name#index" -> "name". */
 static void family_of(const char *store, int32_t task, char *out, size_t size)
 {
-    if (!strcmp(store, "__meta")) {
+    if (!strcmp(store, "__meta") || !strcmp(store, "__dedup")) {
         snprintf(out, size, "__task-%d", task >> 16);
         return;
     }

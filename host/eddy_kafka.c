@@ -11,6 +11,7 @@
 #include "eddy_reload.h"
 #include "eddy_clock.h"
 #include "eddy_changelog.h"
+#include "eddy_dedup.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -192,6 +193,7 @@ typedef struct run {
     int           dirty;                     /* offsets advanced since the last commit */
     rd_kafka_topic_partition_list_t *pending; /* processed, flushed, not yet committed */
     eddy_changelog *cl;                      /* the stores' changelogs (stateful jobs) */
+    eddy_dedup   *dedup;                     /* repartitioned records already taken */
     int           in_txn;                    /* exactly_once: a transaction is open */
     int           failed;                    /* a rebalance failed (restore): stop */
     int           stopping;                  /* the last commit: no new transaction after it */
@@ -328,6 +330,10 @@ static int commit_txn(run *r)
     if (!r->in_txn) {
         return 0;          /* after the last commit of a stop */
     }
+    if (r->dedup && eddy_dedup_flush(r->dedup)) {
+        snprintf(r->errstr, r->errstr_size, "%s", eddy_state_error(r->conf->state));
+        return EDDY_EKAFKA;
+    }
     if (r->cl && eddy_changelog_write_changes(r->cl)) {
         snprintf(r->errstr, r->errstr_size, "cannot write the changelogs");
         rc = EDDY_EKAFKA;
@@ -420,6 +426,10 @@ static int commit(run *r)
     if (r->conf->exactly_once) {
         return commit_txn(r);
     }
+    if (r->dedup && eddy_dedup_flush(r->dedup)) {
+        snprintf(r->errstr, r->errstr_size, "%s", eddy_state_error(r->conf->state));
+        return EDDY_EKAFKA;
+    }
     if (r->cl && eddy_changelog_write_changes(r->cl)) {
         snprintf(r->errstr, r->errstr_size, "cannot write the changelogs");
         return EDDY_EKAFKA;
@@ -507,6 +517,9 @@ static int rewind_tasks(run *r)
     int rc = 0;
     if (r->conf->state) {
         eddy_state_abort(r->conf->state);
+        if (r->dedup) {
+            eddy_dedup_forget(r->dedup, -1);
+        }
         eddy_job_forget_all(r->job);
         for (int i = 0; i < parts->cnt; i++) {
             eddy_job_assign_partition(r->job, parts->elems[i].partition);
@@ -559,6 +572,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
              * state records the inputs it reflects, go on after them when the group's
              * committed offset is behind (a crash between the state commit and the
              * offset commit), so no input is applied to the state twice */
+            if (r->dedup) {
+                eddy_dedup_forget(r->dedup, -1);    /* reread from the restored state */
+            }
             if (restore_tasks(r, parts) != 0) {
                 eddy_log_error("kafka: cannot restore the state: %s", r->errstr);
                 eddy_state_abort(r->conf->state);
@@ -610,6 +626,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             eddy_log_info("task %s[%d] revoked", parts->elems[i].topic, parts->elems[i].partition);
             if (r->cl) {
                 eddy_changelog_forget(r->cl, parts->elems[i].partition);
+            }
+            if (r->dedup) {
+                eddy_dedup_forget(r->dedup, parts->elems[i].partition);
             }
             if (r->conf->state) {
                 eddy_state_drop_partition(r->conf->state, parts->elems[i].partition);
@@ -773,6 +792,19 @@ static void ensure_topics(run *r)
     for (int i = 0; i < nmissing; i++) {
         rd_kafka_NewTopic_destroy(nt[i]);
     }
+}
+
+/* A repartitioned record the downstream task has taken already (eddy_dedup.h). */
+static int is_duplicate(run *r, int sub, const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *h;
+    const void *v;
+    size_t n;
+    if (rd_kafka_message_headers(m, &h) != 0 ||
+        rd_kafka_header_get_last(h, "eddy.origin", &v, &n) != 0 || !v) {
+        return 0;
+    }
+    return eddy_dedup_check(r->dedup, (sub << 16) | m->partition, v, n) == 0;
 }
 
 static rd_kafka_topic_partition_t *task_of(run *r, const char *topic, int32_t partition)
@@ -949,9 +981,30 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
             goto out;
         }
         eddy_changelog_set_job(r.cl, job);
+        if (!(r.dedup = eddy_dedup_new(c->state))) {
+            rc = EDDY_ENOMEM;
+            goto out;
+        }
     }
     if (c->exactly_once) {
-        rd_kafka_error_t *e = rd_kafka_init_transactions(r.producer, 60000);
+        /* short tries, so a stop while the brokers are away is prompt */
+        rd_kafka_error_t *e = NULL;
+        int64_t since = eddy_mono_ms(), warned = since;
+        while ((e = rd_kafka_init_transactions(r.producer, 1000)) != NULL &&
+               rd_kafka_error_is_retriable(e) && !*c->stop) {
+            if (eddy_mono_ms() - warned >= 10000) {
+                warned = eddy_mono_ms();
+                eddy_log_warn("kafka: exactly_once: still waiting for the transaction coordinator "
+                              "(%s)", rd_kafka_error_string(e));
+            }
+            rd_kafka_error_destroy(e);
+        }
+        if (e && *c->stop && rd_kafka_error_is_retriable(e)) {
+            rd_kafka_error_destroy(e);      /* stopped before the brokers answered: a clean stop */
+            eddy_log_info("job %s: stopped before the brokers answered", eddy_job_name(job));
+            rc = 0;
+            goto out;
+        }
         if (!e) {
             e = rd_kafka_begin_transaction(r.producer);
         }
@@ -989,7 +1042,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     eddy_batch *b = eddy_job_batch(job);
     int64_t last_commit = eddy_mono_ms(), last_tick = last_commit;
     rd_kafka_topic_t *last_rkt = NULL;
-    int last_src = -1;
+    int last_src = -1, last_sub = -1;
     while (!*c->stop) {
         int n = 0;
         job = eddy_runner_job(r.runner);         /* a reload or a rollback may change it */
@@ -1024,7 +1077,12 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
             if (m->rkt != last_rkt) {
                 const char *tn = rd_kafka_topic_name(m->rkt);
                 last_src = eddy_job_source_index(job, tn, strlen(tn));
+                last_sub = r.dedup ? eddy_changelog_sub_of(r.cl, tn) : -1;
                 last_rkt = m->rkt;
+            }
+            if (last_sub > 0 && is_duplicate(&r, last_sub, m)) {
+                msgs[n++] = m;       /* not processed again; its offset still moves on */
+                continue;
             }
             rd_kafka_timestamp_type_t tstype;
             int64_t ts = rd_kafka_message_timestamp(m, &tstype);
@@ -1037,6 +1095,9 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
                 const void *val;
                 size_t size;
                 for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++) {
+                    if (last_sub > 0 && !strcmp(name, "eddy.origin")) {
+                        continue;       /* eddy's own: not the job's, not its outputs' */
+                    }
                     eddy_batch_add_header(b, name, (int32_t)strlen(name), val,
                                           val ? (int32_t)size : -1);
                 }
@@ -1146,6 +1207,11 @@ out:
     }
     eddy_runner_destroy(r.runner);
     eddy_changelog_destroy(r.cl);
+    if (r.dedup && eddy_dedup_skipped(r.dedup)) {
+        eddy_log_info("job %s: %llu repartitioned record(s) skipped as already applied",
+                      eddy_job_name(job), (unsigned long long)eddy_dedup_skipped(r.dedup));
+    }
+    eddy_dedup_destroy(r.dedup);
     if (r.consumer) {
         rd_kafka_destroy(r.consumer);
     }

@@ -39,6 +39,8 @@ struct eddy_runner {
     eddy_job  *initial;     /* the caller's generation: never destroyed here */
     eddy_outbox *outbox;    /* a probation's writes, and the records of a streak in progress */
     int        holding;     /* a streak goes on across batches: no commit until it is decided */
+    eddy_job  *internal_job;        /* the job internal[] describes */
+    unsigned char internal[64];     /* per sink: 0 unknown, 1 a repartition topic, 2 not */
 };
 
 /* During a probation every write waits in the outbox until the batch is decided. */
@@ -229,16 +231,71 @@ int eddy_runner_bad_input(eddy_runner *r, const char *topic, int32_t partition, 
     return rc;
 }
 
+/* Is sink @p i of the running job one of its own sources (a repartition topic)? */
+static int internal_sink(eddy_runner *r, int32_t i)
+{
+    if (r->internal_job != r->job) {
+        memset(r->internal, 0, sizeof r->internal);
+        r->internal_job = r->job;
+    }
+    if (i < 0 || i >= (int32_t)sizeof r->internal) {
+        return 0;
+    }
+    if (!r->internal[i]) {
+        const char *t = eddy_job_sink(r->job, i);
+        r->internal[i] = eddy_job_source_index(r->job, t, strlen(t)) >= 0 ? 1 : 2;
+    }
+    return r->internal[i] == 1;
+}
+
+/* The headers of an output to a repartition topic: the input's, and its origin
+ * "<topic>:<partition>:<offset>:<n>" (eddy_dedup.h). */
+static int origin_headers(eddy_runner *r, const eddy_batch *b, const eddy_rec *src, int nth,
+                          char *buf, size_t size)
+{
+    int n = 0;
+    if (r->hcap < src->nhdr + 1) {
+        eddy_hdr *h = realloc(r->hdrs, sizeof(*h) * (size_t)(src->nhdr + 8));
+        if (!h) {
+            abort();
+        }
+        r->hdrs = h;
+        r->hcap = src->nhdr + 8;
+    }
+    for (int i = 0; i < src->nhdr; i++) {
+        const eddy_hdr *h = &b->hdrs[src->hdr + i];
+        if (!(h->nlen == 11 && memcmp(h->name, "eddy.origin", 11) == 0)) {
+            r->hdrs[n++] = *h;
+        }
+    }
+    const char *topic = eddy_job_source(r->job, src->source);
+    int len = snprintf(buf, size, "%s:%d:%lld:%d", topic, (int)src->partition,
+                       (long long)src->offset, nth);
+    r->hdrs[n++] = (eddy_hdr){"eddy.origin", buf, 11, len};
+    return n;
+}
+
 static int write_outputs(eddy_runner *r, eddy_batch *b)
 {
+    int32_t last_src = -2;
+    int nth = 0;
+    char origin[512];
     for (int32_t i = 0; i < b->nouts; i++) {
         const eddy_out *o = &b->outs[i];
         const eddy_rec *src = o->src >= 0 ? &b->recs[o->src] : NULL;
+        nth = o->src == last_src ? nth + 1 : 0;
+        last_src = o->src;
+        const eddy_hdr *hdrs = src ? b->hdrs + src->hdr : NULL;
+        int nhdrs = src ? src->nhdr : 0;
+        if (src && src->offset >= 0 && internal_sink(r, o->sink)) {
+            nhdrs = origin_headers(r, b, src, nth, origin, sizeof origin);
+            hdrs = r->hdrs;
+        }
         int rc = sink_write(r, r->sink, eddy_job_sink(r->job, o->sink), -1,
                                  src ? src->partition : 0, o->ts,
                                  o->klen < 0 ? NULL : b->arena.data + o->koff, o->klen,
                                  o->vlen < 0 ? NULL : b->arena.data + o->voff, o->vlen,
-                                 src ? b->hdrs + src->hdr : NULL, src ? src->nhdr : 0);
+                                 hdrs, nhdrs);
         if (rc) {
             return rc;
         }

@@ -858,6 +858,15 @@ int eddy_state_set_meta(eddy_state *st, int32_t task_id, const char *store, cons
     return rc ? set_err(st, rc, t, db, "put") : 0;
 }
 
+int eddy_state_set_logged(eddy_state *st, int32_t task_id, const char *store, const char *key,
+                          int64_t value)
+{
+    if (eddy_state_set_meta(st, task_id, store, key, value)) {
+        return -1;
+    }
+    return eddy_state_mark_changed(st, task_id, store, key, strlen(key));
+}
+
 int eddy_state_meta_each(eddy_state *st, int32_t task_id, const char *store,
                          int (*cb)(void *opaque, const char *key, size_t klen, int64_t value),
                          void *opaque)

@@ -97,6 +97,9 @@ int eddy_state_active_tasks(const eddy_state *st, int32_t *ids, int max);
 int64_t eddy_state_meta(eddy_state *st, int32_t task, const char *store, const char *key);
 int     eddy_state_set_meta(eddy_state *st, int32_t task, const char *store, const char *key,
                             int64_t value);
+/** @brief eddy_state_set_meta, and the key goes to the changelog like a store write. */
+int     eddy_state_set_logged(eddy_state *st, int32_t task, const char *store, const char *key,
+                              int64_t value);
 /** @brief Each 8-byte number of @p store in the task (e.g. "__offsets": topic -> next offset). */
 int     eddy_state_meta_each(eddy_state *st, int32_t task, const char *store,
                              int (*cb)(void *opaque, const char *key, size_t klen, int64_t value),
