@@ -3,7 +3,7 @@
 
 PREFIX   ?= /usr/local
 CC       ?= cc
-PKGS      = rdkafka luajit lmdb libcrypto
+PKGS      = rdkafka luajit lmdb libcrypto libmicrohttpd
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE
 CFLAGS   += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -11,7 +11,7 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 LDFLAGS  += -Wl,-E          # export eddy_* symbols to LuaJIT's ffi.C
 
 DEB_PKGS  = librdkafka-dev libluajit-5.1-dev luajit liblmdb-dev lua-busted lua-cjson \
-            kcat python3-confluent-kafka pkg-config libssl-dev
+            kcat python3-confluent-kafka pkg-config libssl-dev libmicrohttpd-dev
 
 SRCS := $(wildcard host/eddy_*.c host/lib_*.c)
 OBJS := $(SRCS:host/%.c=build/%.o)

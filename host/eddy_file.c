@@ -3,6 +3,9 @@
  * one read buffer; a batch's records borrow that buffer until it is processed.
  */
 #include "eddy_file.h"
+#include "eddy_http.h"
+#include "eddy_status.h"
+#include "eddy_clock.h"
 #include "eddy.h"
 #include "eddy_envelope.h"
 #include "eddy_log.h"
@@ -67,7 +70,9 @@ static int flush_batch(reader *rd)
     if (rd->batch->n == 0) {
         return 0;
     }
+    int64_t t0 = eddy_mono_us();
     int rc = eddy_runner_process(rd->runner);
+    eddy_status_batch(rd->batch->n, eddy_mono_us() - t0);
     rd->job = eddy_runner_job(rd->runner);        /* a rollback may have changed it (and freed the old batch) */
     rd->batch = eddy_job_batch(rd->job);
     eddy_batch_reset(rd->batch);
@@ -179,6 +184,10 @@ static int between_batches(reader *rd, char *errstr, size_t errstr_size)
         return rc;
     }
     const eddy_file_conf *conf = rd->conf;
+    if (conf->http) {
+        eddy_http_serve(conf->http, eddy_runner_job(rd->runner), eddy_runner_state(rd->runner));
+        eddy_status_sizes(eddy_job_lua_bytes(eddy_runner_job(rd->runner)), 0);
+    }
     eddy_job *next = conf->reload ? eddy_reload_poll(conf->reload, eddy_runner_job(rd->runner))
                                   : NULL;
     if (next) {

@@ -18,6 +18,7 @@ typedef struct eddy_file_conf {
     struct eddy_reload *reload;     /* hot reload triggers, or NULL */
     int         rollback_errors;
     int         progress;               /* a progress line on stderr (a TTY, not --quiet) */
+    struct eddy_http *http;             /* --http: store queries answered between batches */
 } eddy_file_conf;
 
 /**

@@ -397,6 +397,11 @@ int eddy_job_configure(eddy_job *job, const char *app_id, int kafka, int partiti
     return validate(job, errstr, errstr_size);
 }
 
+int64_t eddy_job_lua_bytes(eddy_job *job)
+{
+    return (int64_t)lua_gc(job->L, LUA_GCCOUNT, 0) * 1024 + lua_gc(job->L, LUA_GCCOUNTB, 0);
+}
+
 const char *eddy_job_layout(const eddy_job *job)
 {
     return job->layout ? job->layout : "";

@@ -64,6 +64,9 @@ eddy_batch *eddy_job_batch(eddy_job *job);
  */
 const char *eddy_job_layout(const eddy_job *job);
 
+/** @brief The bytes of the job's Lua heap. */
+int64_t eddy_job_lua_bytes(eddy_job *job);
+
 /**
  * Called for each record whose processing failed. @p stage is
  * "deserialize", "process" or "serialize"; @p msg names the script line.

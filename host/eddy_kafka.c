@@ -12,6 +12,8 @@
 #include "eddy_clock.h"
 #include "eddy_changelog.h"
 #include "eddy_dedup.h"
+#include "eddy_http.h"
+#include "eddy_status.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -415,7 +417,21 @@ static int commit_txn(run *r)
  * the broker refuses stays pending; only a failed flush is an error.
  * With changelogs: the changed keys go out with the outputs; once all are
  * acknowledged the commit markers follow, then LMDB commits, then Kafka. */
+static int commit_now(run *r);
+
+/* A commit, timed for /metrics. */
 static int commit(run *r)
+{
+    int64_t t0 = eddy_mono_us();
+    int rc = commit_now(r);
+    eddy_status_commit(eddy_mono_us() - t0);
+    if (rc) {
+        eddy_status_error(r->errstr);
+    }
+    return rc;
+}
+
+static int commit_now(run *r)
 {
     if (r->runner && eddy_runner_holding(r->runner)) {
         return 0;        /* a new version's failure streak is undecided: commit nothing yet */
@@ -794,6 +810,33 @@ static void ensure_topics(run *r)
     }
 }
 
+/* The tasks, their positions and lags, for /status and /metrics. */
+static void report_tasks(run *r)
+{
+    static eddy_status_task ts[1024];
+    int n = 0;
+    if (r->tasks) {
+        rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_copy(r->tasks);
+        rd_kafka_position(r->consumer, pos);
+        for (int i = 0; i < pos->cnt && n < 1024; i++) {
+            rd_kafka_topic_partition_t *p = &pos->elems[i];
+            int64_t lo = -1, hi = -1;
+            rd_kafka_get_watermark_offsets(r->consumer, p->topic, p->partition, &lo, &hi);
+            eddy_status_task *t = &ts[n++];
+            snprintf(t->topic, sizeof t->topic, "%s", p->topic);
+            t->partition = p->partition;
+            t->offset = p->offset;
+            t->lag = hi >= 0 ? hi - (p->offset >= 0 ? p->offset : lo) : -1;
+            if (t->lag < 0 && hi >= 0) {
+                t->lag = 0;
+            }
+        }
+        rd_kafka_topic_partition_list_destroy(pos);
+    }
+    eddy_status_tasks(ts, n);
+    eddy_status_sizes(eddy_job_lua_bytes(r->job), 0);
+}
+
 /* A repartitioned record the downstream task has taken already (eddy_dedup.h). */
 static int is_duplicate(run *r, int sub, const rd_kafka_message_t *m)
 {
@@ -1040,7 +1083,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
                   eddy_job_source(job, 0), nsrc > 1 ? ", ..." : "", c->app_id, c->brokers);
 
     eddy_batch *b = eddy_job_batch(job);
-    int64_t last_commit = eddy_mono_ms(), last_tick = last_commit;
+    int64_t last_commit = eddy_mono_ms(), last_tick = last_commit, last_status = 0;
     rd_kafka_topic_t *last_rkt = NULL;
     int last_src = -1, last_sub = -1;
     while (!*c->stop) {
@@ -1105,7 +1148,9 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
             msgs[n++] = m;
         }
         if (n > 0) {
+            int64_t t0 = eddy_mono_us();
             rc = eddy_runner_process(r.runner);
+            eddy_status_batch(b->n, eddy_mono_us() - t0);
             rd_kafka_topic_partition_t *t = NULL;      /* the task of the previous record */
             rd_kafka_topic_t *t_rkt = NULL;
             int32_t t_part = -1;
@@ -1131,7 +1176,12 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
             }
         }
         rd_kafka_poll(r.producer, 0);     /* delivery reports */
+        eddy_http_serve(c->http, job, c->state);
         int64_t now = eddy_mono_ms();
+        if (c->http && now - last_status >= 1000) {
+            last_status = now;
+            report_tasks(&r);
+        }
         if (now - last_tick >= 100) {      /* wall-clock schedules, idle_advance */
             last_tick = now;
             if ((rc = eddy_runner_tick(r.runner))) {

@@ -26,7 +26,8 @@ typedef struct eddy_kafka_conf {
     int          rollback_errors;
     int          exactly_once;   /* --guarantee exactly_once: transactions (EOS v2) */
     const char  *state_dir;
-    int          worker;         /* --threads: this worker's number (1..N), or 0 */      /* where the instance id for the transactional id lives */
+    int          worker;         /* --threads: this worker's number (1..N), or 0 */
+    struct eddy_http *http;      /* --http, or NULL */      /* where the instance id for the transactional id lives */
     volatile sig_atomic_t *stop;
 } eddy_kafka_conf;
 

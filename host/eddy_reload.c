@@ -6,6 +6,7 @@
  * folds the events of one save into one reload.
  */
 #include "eddy_reload.h"
+#include "eddy_status.h"
 #include "eddy.h"
 #include "eddy_log.h"
 #include "eddy_metrics.h"
@@ -180,6 +181,7 @@ eddy_job *eddy_reload_load(eddy_reload *rl, const char *path, const char *versio
     }
     if (rc != 0) {
         eddy_stats.reloads_refused++;
+        eddy_status_reload("refused", version, eddy_job_version(running), errstr);
         eddy_log_error("reload %s refused, %s keeps running: %s", version,
                        eddy_job_version(running), errstr);
         eddy_job_destroy(next);

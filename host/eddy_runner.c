@@ -2,6 +2,7 @@
  * eddy_runner — batch → job → sink, with the error policy (see eddy_runner.h).
  */
 #include "eddy_runner.h"
+#include "eddy_status.h"
 #include "eddy.h"
 #include "eddy_log.h"
 #include "eddy_metrics.h"
@@ -115,6 +116,11 @@ void eddy_runner_destroy(eddy_runner *r)
     free(r);
 }
 
+struct eddy_state *eddy_runner_state(const eddy_runner *r)
+{
+    return r->state;
+}
+
 void eddy_runner_set_job(eddy_runner *r, eddy_job *job)
 {
     r->job = job;
@@ -132,6 +138,12 @@ static int dead_letter(eddy_runner *r, const char *topic, int32_t partition, int
                        const eddy_hdr *orig, int norig, const char *stage, const char *msg)
 {
     char pbuf[16], obuf[32];
+    {
+        char what[600];
+        snprintf(what, sizeof what, "%s [%d] offset %lld (%s): %s", topic, (int)partition,
+                 (long long)offset, stage, msg);
+        eddy_status_error(what);
+    }
     int n = norig + 5;
     if (n > r->hcap) {
         eddy_hdr *h = realloc(r->hdrs, sizeof(*h) * (size_t)n);
@@ -331,6 +343,8 @@ static void roll_back(eddy_runner *r, const char *why)
     eddy_log_error("reload %s rolled back to %s: %s", eddy_job_version(failed),
                    eddy_job_version(r->prev), why);
     eddy_stats.reloads_rolled_back++;
+    eddy_status_reload("rolled_back", eddy_job_version(failed), eddy_job_version(r->prev), why);
+    eddy_status_version(eddy_job_version(r->prev));
     r->job = r->prev;
     r->prev = NULL;
     r->policy = policy_of(eddy_job_on_error(r->job));
@@ -361,6 +375,8 @@ void eddy_runner_swap(eddy_runner *r, eddy_job *next, int rollback_errors)
         eddy_watchdog_set_timeout(atoi(ht));
     }
     eddy_stats.reloads_ok++;
+    eddy_status_reload("ok", eddy_job_version(next), eddy_job_version(old), NULL);
+    eddy_status_version(eddy_job_version(next));
     char err[1024];
     eddy_batch *b = eddy_job_batch(next);
     eddy_batch_reset(b);

@@ -23,6 +23,7 @@ void eddy_runner_destroy(eddy_runner *r);
  *        commits the state after the outputs are flushed.
  */
 void eddy_runner_set_state(eddy_runner *r, struct eddy_state *st);
+struct eddy_state *eddy_runner_state(const eddy_runner *r);
 
 /**
  * @brief Flush the outputs, then commit the state (the order that keeps the

@@ -926,3 +926,33 @@ const char *eddy_state_error(const eddy_state *st)
 {
     return st->err;
 }
+
+int eddy_state_range(eddy_state *st, const char *store, const char *from, size_t flen,
+                     const char *to, size_t tlen, eddy_state_range_cb *cb, void *opaque)
+{
+    close_iters(st);
+    int ids[MAX_TASKS], n = 0;
+    for (int i = 0; i < st->ntasks; i++) {
+        ids[n++] = st->tasks[i]->id;
+    }
+    eddy_buf tob = EDDY_BUF_INIT;
+    eddy_buf_append(&tob, to ? to : "", tlen);
+    int stop = 0;
+    for (int i = 0; i < n && !stop; i++) {
+        int32_t db;
+        task *t = task_store(st, ids[i], store, &db);
+        MDB_cursor *cur;
+        if (!t || mdb_cursor_open(t->txn, t->dbi[db], &cur) != 0) {
+            continue;
+        }
+        MDB_val k = {flen, (void *)from}, v;
+        int rc = flen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        for (; rc == 0 && !stop && (tlen == 0 || key_below(&k, &tob));
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            stop = cb(opaque, t->id, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+        }
+        mdb_cursor_close(cur);
+    }
+    eddy_buf_free(&tob);
+    return 0;
+}

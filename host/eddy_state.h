@@ -114,6 +114,17 @@ int eddy_state_mark_changed(eddy_state *st, int32_t task, const char *store, con
 /** @brief The last error of the calls above. */
 const char *eddy_state_error(const eddy_state *st);
 
+/** Called per entry by eddy_state_range; return non-zero to stop. */
+typedef int eddy_state_range_cb(void *opaque, int32_t task, const char *k, size_t klen,
+                                const char *v, size_t vlen);
+/**
+ * @brief Entries of @p store with from <= key < to (tlen 0: no upper bound) in
+ *        every open task, through the tasks' transactions (interactive queries,
+ *        on the processing thread).
+ */
+int eddy_state_range(eddy_state *st, const char *store, const char *from, size_t flen,
+                     const char *to, size_t tlen, eddy_state_range_cb *cb, void *opaque);
+
 /* ---- called from Lua through the FFI; @p b is the batch (b->state is the state) ---- */
 
 /** @returns a store handle >= 0 for @p name in @p task, or -1 (eddy_kv_error says why). */

@@ -6,6 +6,8 @@
 #include "eddy.h"
 #include "eddy_broker.h"
 #include "eddy_workers.h"
+#include "eddy_http.h"
+#include "eddy_status.h"
 #include "eddy_file.h"
 #include "eddy_job.h"
 #include "eddy_kafka.h"
@@ -92,7 +94,11 @@ static const char *run_help =
     "  --partitions N            partitions in file mode (default 1)\n"
     "  --state-dir DIR           where state lives (default ./.eddy-state)\n"
     "  --app-id ID               job name override: consumer group, state dir, topic prefix\n"
-    "  --guarantee G             at_least_once (default)\n"
+    "  --guarantee G             at_least_once (default) or exactly_once (Kafka mode)\n"
+    "  --threads N               Kafka mode: N workers in the group (processes; default 1)\n"
+    "  --http ADDR               serve /, /metrics, /status, /stores/<store>/<key>, POST /reload\n"
+    "                            on PORT, HOST:PORT or :PORT (all interfaces); off by default\n"
+    "  --http-token T            token for POST /reload (or EDDY_HTTP_TOKEN); required beyond loopback\n"
     "  --commit-interval MS      Kafka mode: how often outputs are flushed and offsets committed (1000)\n"
     "  -X key=value              any librdkafka property (repeatable)\n"
     "  --watch / --no-watch      reload when the script is saved (default: on); SIGHUP reloads too\n"
@@ -298,7 +304,7 @@ static int cmd_broker(int argc, char **argv)
 
 typedef struct run_opts {
     const char *script, *brokers, *input, *input_format, *output, *dlq, *state_dir;
-    const char *app_id, *guarantee, *commit_interval;
+    const char *app_id, *guarantee, *commit_interval, *http, *http_token;
     int threads;
     int partitions;
     int quiet;
@@ -326,7 +332,7 @@ static int cmd_run(int argc, char **argv)
     static const char *with_value[] = {"--brokers", "--input", "--input-format", "--output",
                                        "--dlq", "--partitions", "--state-dir", "--app-id",
                                        "--guarantee", "--commit-interval", "-X", "--http",
-                                       "--threads", "--log-format", NULL};
+                                       "--threads", "--log-format", "--http-token", NULL};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -394,7 +400,9 @@ static int cmd_run(int argc, char **argv)
                 return usage_error("run", "--threads: expected 1..64, got %s", v);
             }
         } else if (!strcmp(a, "--http")) {
-            return usage_error("run", "%s is not available in this version of eddy", a);
+            o.http = v;
+        } else if (!strcmp(a, "--http-token")) {
+            o.http_token = v;
         }
     }
     if (!o.script) {
@@ -574,6 +582,28 @@ static int cmd_run(int argc, char **argv)
             return EDDY_EXIT_FATAL;
         }
     }
+    eddy_status_init(eddy_job_name(job), o.script, eddy_job_version(job),
+                     input_buf[0] ? "file" : "kafka");
+    eddy_http *http = NULL;
+    const char *http_addr = pick(o.http, job, "http", NULL);
+    if (http_addr && *http_addr) {
+        char addr[300];
+        snprintf(addr, sizeof addr, "%s", http_addr);
+        char *colon = strrchr(addr, ':');
+        char *portp = colon ? colon + 1 : addr;
+        if (worker > 1 && atoi(portp) > 0) {
+            /* --threads: worker N listens on the port + N - 1 */
+            snprintf(portp, sizeof addr - (size_t)(portp - addr), "%d", atoi(portp) + worker - 1);
+        }
+        const char *token = o.http_token ? o.http_token : getenv("EDDY_HTTP_TOKEN");
+        eddy_http_conf hc = {addr, token && *token ? token : NULL, &hup_flag};
+        if ((rc = eddy_http_start(&http, &hc, errstr, sizeof errstr)) != 0) {
+            fprintf(stderr, "eddy run: %s\n", errstr);
+            eddy_state_close(state);
+            eddy_job_destroy(job);
+            return rc == EDDY_EUSAGE ? EDDY_EXIT_USAGE : EDDY_EXIT_FATAL;
+        }
+    }
     if (input_buf[0]) {
         /* file mode */
         eddy_sink *sink = NULL, *dlqs = NULL;
@@ -591,7 +621,7 @@ static int cmd_run(int argc, char **argv)
         eddy_runner_new(&runner, job, sink, dlqs, app_buf);
         eddy_runner_set_state(runner, state);
         eddy_file_conf fc = {input_buf, strcmp(fmt_buf, "lines") == 0, partitions, &stop_flag,
-                             reload, rollback_errors, isatty(2) && !o.quiet};
+                             reload, rollback_errors, isatty(2) && !o.quiet, http};
         rc = eddy_file_run(runner, job, &fc, errstr, sizeof errstr);
         char cerr[1024] = "";
         int frc = rc ? 0 : eddy_runner_finish(runner);
@@ -620,7 +650,7 @@ static int cmd_run(int argc, char **argv)
                               .dlq = dlq_buf[0] ? dlq_buf : NULL,
                               .file_partitions = partitions, .state = state,
                               .reload = reload, .rollback_errors = rollback_errors,
-                              .exactly_once = exactly_once, .worker = worker,
+                              .exactly_once = exactly_once, .worker = worker, .http = http,
                               .state_dir = pick(o.state_dir, job, "state_dir", "./.eddy-state"),
                               .stop = &stop_flag};
         rc = eddy_kafka_run(job, &kc, errstr, sizeof errstr);
@@ -631,6 +661,7 @@ static int cmd_run(int argc, char **argv)
                       (unsigned long long)eddy_stats.dead_lettered);
     }
     eddy_watchdog_stop();
+    eddy_http_stop(http);
     eddy_state_close(state);
     eddy_reload_destroy(reload);
     eddy_deploy_destroy(deploy);
