@@ -71,8 +71,9 @@ static int flush_batch(reader *rd)
         return 0;
     }
     int64_t t0 = eddy_mono_us();
+    int nrecs = rd->batch->n;            /* a rollback inside may destroy the batch */
     int rc = eddy_runner_process(rd->runner);
-    eddy_status_batch(rd->batch->n, eddy_mono_us() - t0);
+    eddy_status_batch(nrecs, eddy_mono_us() - t0);
     rd->job = eddy_runner_job(rd->runner);        /* a rollback may have changed it (and freed the old batch) */
     rd->batch = eddy_job_batch(rd->job);
     eddy_batch_reset(rd->batch);

@@ -1149,8 +1149,9 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
         }
         if (n > 0) {
             int64_t t0 = eddy_mono_us();
+            int nrecs = b->n;              /* a rollback inside may destroy the batch */
             rc = eddy_runner_process(r.runner);
-            eddy_status_batch(b->n, eddy_mono_us() - t0);
+            eddy_status_batch(nrecs, eddy_mono_us() - t0);
             rd_kafka_topic_partition_t *t = NULL;      /* the task of the previous record */
             rd_kafka_topic_t *t_rkt = NULL;
             int32_t t_part = -1;
