@@ -118,10 +118,14 @@ function Proc:stop(sig, timeout)
 end
 
 --- Teardown: make sure it is gone (TERM, then KILL). Safe to call twice.
+--- self.pid is the `timeout` wrapper: it forwards TERM to the command, but a KILL
+--- cannot be forwarded, so the command (the wrapper's child) is killed first, then
+--- the wrapper (which would otherwise leave the command running, orphaned).
 function Proc:kill()
     if not self:running() then return end
     self:signal("TERM")
     if self:wait(8) == nil then
+        if self:running() then run(("pkill -KILL -P %d 2>/dev/null"):format(self.pid)) end
         self:signal("KILL")
         self:wait(5)
     end
@@ -137,7 +141,8 @@ function _M.start_broker(dir, topics)
         argv[#argv + 1] = t[1] .. ":" .. t[2]
     end
     local p = _M.spawn(dir, "broker", argv)
-    local ok, bootstrap = pcall(_M.wait_for, "the broker's bootstrap line", 10, function()
+    -- the mock cluster can take many seconds to create many topics (8-18 s seen)
+    local ok, bootstrap = pcall(_M.wait_for, "the broker's bootstrap line", 60, function()
         if not p:running() then error("eddy broker exited " .. tostring(p:rc()) .. ": " .. p:stderr()) end
         return (p:stdout():match("^bootstrap: (%S+)\n"))
     end, 0.02)
