@@ -11,7 +11,8 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 LDFLAGS  += -Wl,-E          # export eddy_* symbols to LuaJIT's ffi.C
 
 DEB_PKGS  = librdkafka-dev libluajit-5.1-dev luajit liblmdb-dev lua-busted lua-cjson \
-            kcat python3-confluent-kafka pkg-config libssl-dev libmicrohttpd-dev
+            kcat python3-confluent-kafka pkg-config libssl-dev libmicrohttpd-dev \
+            curl chromium
 
 SRCS := $(wildcard host/eddy_*.c host/lib_*.c)
 OBJS := $(SRCS:host/%.c=build/%.o)
@@ -40,7 +41,7 @@ run: all
 	@sh scripts/demo.sh
 
 check: all $(TESTS)
-	@sh tools/run-ctests.sh $(TESTS)
+	@for t in $(TESTS); do echo "== $$t"; $$t > build/check.tap || { grep -v '^ok' build/check.tap; exit 1; }; grep -v '^ok' build/check.tap; done
 
 test: all $(TESTS)
 	@sh tools/test.sh $(TESTS)

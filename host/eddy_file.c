@@ -4,6 +4,7 @@
  */
 #include "eddy_file.h"
 #include "eddy_http.h"
+#include "eddy_state.h"
 #include "eddy_status.h"
 #include "eddy_clock.h"
 #include "eddy.h"
@@ -187,7 +188,8 @@ static int between_batches(reader *rd, char *errstr, size_t errstr_size)
     const eddy_file_conf *conf = rd->conf;
     if (conf->http) {
         eddy_http_serve(conf->http, eddy_runner_job(rd->runner), eddy_runner_state(rd->runner));
-        eddy_status_sizes(eddy_job_lua_bytes(eddy_runner_job(rd->runner)), 0);
+        eddy_status_sizes(eddy_job_lua_bytes(eddy_runner_job(rd->runner)),
+                          eddy_state_bytes(eddy_runner_state(rd->runner)));
     }
     eddy_job *next = conf->reload ? eddy_reload_poll(conf->reload, eddy_runner_job(rd->runner))
                                   : NULL;

@@ -12,6 +12,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ typedef struct query {
     int      limit;
     eddy_buf out;                  /* the JSON answer */
     int      nfound;
+    int      unknown;              /* the job has no such store */
     int      done, abandoned;
 } query;
 
@@ -42,7 +44,25 @@ struct eddy_http {
     pthread_mutex_t    lock;
     pthread_cond_t     cond;
     query             *pending;
+    volatile int       starting;   /* libmicrohttpd's messages: kept quiet while starting */
 };
+
+/* libmicrohttpd's own messages as eddy log lines; while the daemon starts they are
+ * dropped, since a failure to start is reported in one line with its reason. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    eddy_http *h = cls;
+    if (h->starting) {
+        return;
+    }
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) {
+        line[--n] = '\0';
+    }
+    eddy_log_warn("http: %s", line);
+}
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
                              const char *body, size_t len)
@@ -98,7 +118,9 @@ static enum MHD_Result run_query(eddy_http *h, struct MHD_Connection *c, query *
     }
     pthread_mutex_unlock(&h->lock);
     enum MHD_Result ret;
-    if (q->point && q->nfound == 0) {
+    if (q->unknown) {
+        ret = reply(c, MHD_HTTP_NOT_FOUND, "application/json", q->out.data, q->out.len);
+    } else if (q->point && q->nfound == 0) {
         ret = reply_json_error(c, MHD_HTTP_NOT_FOUND, "no such key in this instance's tasks");
     } else {
         ret = reply(c, MHD_HTTP_OK, "application/json", q->out.data, q->out.len);
@@ -117,21 +139,27 @@ static enum MHD_Result stores(eddy_http *h, struct MHD_Connection *c, const char
         return reply_json_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     }
     segment(p, slash ? (size_t)(slash - p) : strlen(p), q->store, sizeof q->store);
-    if (!q->store[0] || q->store[0] == '_') {
+    if (!q->store[0] || !strncmp(q->store, "__", 2)) {
         free(q);
         return reply_json_error(c, MHD_HTTP_NOT_FOUND, "no such store");
+    }
+    if (slash && strlen(slash + 1) >= sizeof q->key) {
+        free(q);
+        return reply_json_error(c, MHD_HTTP_BAD_REQUEST, "keys longer than 511 bytes cannot be queried");
     }
     if (slash && slash[1]) {
         q->point = 1;
         q->keylen = segment(slash + 1, strlen(slash + 1), q->key, sizeof q->key);
     } else {
         const char *v;
-        if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from"))) {
-            q->flen = (size_t)snprintf(q->from, sizeof q->from, "%s", v);
+        const char *f = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from");
+        const char *t = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "to");
+        if ((f && strlen(f) >= sizeof q->from) || (t && strlen(t) >= sizeof q->to)) {
+            free(q);
+            return reply_json_error(c, MHD_HTTP_BAD_REQUEST, "from, to: at most 511 bytes");
         }
-        if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "to"))) {
-            q->tlen = (size_t)snprintf(q->to, sizeof q->to, "%s", v);
-        }
+        q->flen = (size_t)snprintf(q->from, sizeof q->from, "%s", f ? f : "");
+        q->tlen = (size_t)snprintf(q->to, sizeof q->to, "%s", t ? t : "");
         q->limit = QUERY_LIMIT;
         if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit"))) {
             q->limit = atoi(v);
@@ -144,6 +172,17 @@ static enum MHD_Result stores(eddy_http *h, struct MHD_Connection *c, const char
     return run_query(h, c, q);
 }
 
+/* Compare without an early exit, so the time taken does not tell how much matched. */
+static int same_token(const char *given, const char *token)
+{
+    size_t n = strlen(given), m = strlen(token);
+    unsigned char diff = n != m;
+    for (size_t i = 0; i < m; i++) {
+        diff |= (unsigned char)(token[i] ^ (i < n ? given[i] : 0));
+    }
+    return diff == 0;
+}
+
 static int token_ok(eddy_http *h, struct MHD_Connection *c)
 {
     if (!h->token[0]) {
@@ -151,10 +190,10 @@ static int token_ok(eddy_http *h, struct MHD_Connection *c)
     }
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     const char *x = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Eddy-Token");
-    if (auth && !strncmp(auth, "Bearer ", 7) && !strcmp(auth + 7, h->token)) {
+    if (auth && !strncmp(auth, "Bearer ", 7) && same_token(auth + 7, h->token)) {
         return 1;
     }
-    return x && !strcmp(x, h->token);
+    return x && same_token(x, h->token);
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
@@ -176,7 +215,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         }
         if (!token_ok(h, c)) {
             return reply_json_error(c, MHD_HTTP_FORBIDDEN, h->token[0]
-                ? "a valid token is needed: Authorization: Bearer <token>"
+                ? "a valid token is needed: Authorization: Bearer <token> (or X-Eddy-Token: <token>)"
                 : "bound beyond loopback without a token: set --http-token (or EDDY_HTTP_TOKEN)");
         }
         *h->conf.reload_flag = 1;
@@ -240,9 +279,13 @@ int eddy_http_start(eddy_http **out, const eddy_http_conf *conf, char *errstr, s
     h->loopback = (ntohl(sa.sin_addr.s_addr) >> 24) == 127;
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->cond, NULL);
+    h->starting = 1;
+    errno = 0;
     h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
                             NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_END);
+    h->starting = 0;
     if (!h->d) {
         int err = errno;
         snprintf(errstr, errstr_size, "--http %s: cannot listen: %s", conf->addr,
@@ -277,12 +320,20 @@ void eddy_http_stop(eddy_http *h)
 
 /* ---- the processing thread ---- */
 
+typedef struct entry {
+    char   *key;                /* the raw key, for the order */
+    size_t  klen;
+    char   *json;               /* {"task":...,"entry":...} */
+} entry;
+
 typedef struct answer {
     eddy_job *job;
     query    *q;
     const char *match;          /* point query: the raw key, or a window store's key prefix */
     size_t    mlen;
     int       exact;
+    entry    *list;
+    size_t    n, cap;
 } answer;
 
 static int answer_cb(void *opaque, int32_t task, const char *k, size_t klen, const char *v,
@@ -297,14 +348,84 @@ static int answer_cb(void *opaque, int32_t task, const char *k, size_t klen, con
     if (!eddy_job_dump(a->job, q->store, k, klen, v, vlen, line, sizeof line)) {
         return 0;           /* an internal entry (index, expired) */
     }
-    eddy_buf_printf(&q->out, "%s{\"task\":\"%d_%d\",\"entry\":%s}", q->nfound ? "," : "",
-                    task >> 16, task & 0xffff, line);
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        entry *l = realloc(a->list, cap * sizeof *l);
+        if (!l) {
+            return 1;
+        }
+        a->list = l;
+        a->cap = cap;
+    }
+    entry *e = &a->list[a->n];
+    e->key = malloc(klen ? klen : 1);
+    if (!e->key || asprintf(&e->json, "{\"task\":\"%d_%d\",\"entry\":%s}", task >> 16,
+                            task & 0xffff, line) < 0) {
+        free(e->key);
+        return 1;
+    }
+    memcpy(e->key, k, klen);
+    e->klen = klen;
+    a->n++;
     q->nfound++;
     return !q->point && q->nfound >= q->limit;
 }
 
+static int by_key(const void *x, const void *y)
+{
+    const entry *a = x, *b = y;
+    int c = memcmp(a->key, b->key, a->klen < b->klen ? a->klen : b->klen);
+    return c ? c : (a->klen > b->klen) - (a->klen < b->klen);
+}
+
+/* Is @p name one of the job's stores? The steps of eddy_job_describe name them in
+ * brackets ("count [counts]", "process [a, b]"; topic names cannot hold brackets).
+ * Asked before touching the state: eddy_state_range would register an unknown name
+ * and create it in every task, and enough of those would use up the store handles
+ * the job needs. Also collects the names, for the error message. */
+static int job_has_store(eddy_job *job, const char *name, char *names, size_t size)
+{
+    const char *d = eddy_job_describe(job);
+    size_t want = strlen(name), used = 0;
+    int found = 0;
+    names[0] = '\0';
+    for (const char *p = d ? strchr(d, '[') : NULL; p; p = strchr(p, '[')) {
+        const char *end = strchr(p, ']');
+        const char *eol = strchr(p, '\n');
+        if (!end || (eol && eol < end)) {
+            break;
+        }
+        for (const char *s = p + 1; s < end;) {
+            const char *comma = strstr(s, ", ");
+            const char *e = comma && comma < end ? comma : end;
+            size_t n = (size_t)(e - s);
+            if (n == want && !memcmp(s, name, n)) {
+                found = 1;
+            }
+            if (used + n + 3 < size) {
+                used += (size_t)snprintf(names + used, size - used, "%s%.*s", used ? ", " : "",
+                                         (int)n, s);
+            }
+            s = e == end ? end : e + 2;
+        }
+        p = end;
+    }
+    return found;
+}
+
 static void answer_query(eddy_job *job, eddy_state *st, query *q)
 {
+    char names[400];
+    if (!job_has_store(job, q->store, names, sizeof names)) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "no such store: %s (this job's stores: %s)", q->store,
+                 names[0] ? names : "none");
+        eddy_buf_puts(&q->out, "{\"error\":");
+        eddy_buf_json_string(&q->out, msg, strlen(msg));
+        eddy_buf_puts(&q->out, "}\n");
+        q->unknown = 1;
+        return;
+    }
     eddy_buf_puts(&q->out, "{\"store\":");
     eddy_buf_json_string(&q->out, q->store, strlen(q->store));
     if (q->point) {
@@ -312,7 +433,7 @@ static void answer_query(eddy_job *job, eddy_state *st, query *q)
         eddy_buf_json_string(&q->out, q->key, q->keylen);
     }
     eddy_buf_puts(&q->out, ",\"results\":[");
-    answer a = {job, q, NULL, 0, 0};
+    answer a = {job, q, NULL, 0, 0, NULL, 0, 0};
     if (st) {
         if (q->point) {
             char raw[600];
@@ -322,7 +443,8 @@ static void answer_query(eddy_job *job, eddy_state *st, query *q)
             a.match = raw;
             a.mlen = q->keylen + 1;
             a.exact = 1;
-            eddy_state_range(st, q->store, raw, a.mlen, NULL, 0, answer_cb, &a);
+            raw[a.mlen] = '\0';             /* [raw, raw "\0"): the key alone, no scan */
+            eddy_state_range(st, q->store, raw, a.mlen, raw, a.mlen + 1, answer_cb, &a);
             /* a window store: be4(len) + key + window..., every window of the key */
             unsigned char pre[600];
             uint32_t n = (uint32_t)q->keylen;
@@ -345,7 +467,17 @@ static void answer_query(eddy_job *job, eddy_state *st, query *q)
                              answer_cb, &a);
         }
     }
-    eddy_buf_printf(&q->out, "],\"count\":%d}\n", q->nfound);
+    /* every task's entries in one key order (a range reads the tasks one by one) */
+    if (a.n > 1) {
+        qsort(a.list, a.n, sizeof *a.list, by_key);
+    }
+    for (size_t i = 0; i < a.n; i++) {
+        eddy_buf_printf(&q->out, "%s%s", i ? "," : "", a.list[i].json);
+        free(a.list[i].key);
+        free(a.list[i].json);
+    }
+    free(a.list);
+    eddy_buf_printf(&q->out, "],\"count\":%d}\n", (int)a.n);
 }
 
 void eddy_http_serve(eddy_http *h, eddy_job *job, eddy_state *st)

@@ -5,8 +5,9 @@
  *   GET  /status                  JSON (eddy_status_json)
  *   GET  /                        the live page
  *   GET  /stores/<store>/<key>    interactive query: the key's entries (every window of
- *                                 a window store), JSON
- *   GET  /stores/<store>[?from=&to=&limit=]   the entries with from <= key < to
+ *                                 a window store), JSON; 404 for a store the job lacks
+ *   GET  /stores/<store>[?from=&to=&limit=]   the entries with from <= key < to, in key
+ *                                 order
  *   POST /reload                  reload the script now (as SIGHUP); a token is needed
  *                                 when one is set, and always beyond loopback
  * Store queries are answered by the processing thread between two batches

@@ -834,7 +834,7 @@ static void report_tasks(run *r)
         rd_kafka_topic_partition_list_destroy(pos);
     }
     eddy_status_tasks(ts, n);
-    eddy_status_sizes(eddy_job_lua_bytes(r->job), 0);
+    eddy_status_sizes(eddy_job_lua_bytes(r->job), eddy_state_bytes(r->conf->state));
 }
 
 /* A repartitioned record the downstream task has taken already (eddy_dedup.h). */

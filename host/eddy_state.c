@@ -956,3 +956,16 @@ int eddy_state_range(eddy_state *st, const char *store, const char *from, size_t
     eddy_buf_free(&tob);
     return 0;
 }
+
+int64_t eddy_state_bytes(const eddy_state *st)
+{
+    int64_t total = 0;
+    for (int i = 0; st && i < st->ntasks; i++) {
+        MDB_envinfo info;
+        MDB_stat stat;
+        if (mdb_env_info(st->tasks[i]->env, &info) == 0 && mdb_env_stat(st->tasks[i]->env, &stat) == 0) {
+            total += (int64_t)(info.me_last_pgno + 1) * stat.ms_psize;
+        }
+    }
+    return total;
+}

@@ -58,6 +58,9 @@ void eddy_state_undo_record(eddy_state *st);
  */
 const char *eddy_state_failed(const eddy_state *st);
 
+/** @brief The bytes the open tasks' LMDB files use (pages in use). */
+int64_t eddy_state_bytes(const eddy_state *st);
+
 /** @brief How many tasks have an open environment. */
 int  eddy_state_ntasks(const eddy_state *st);
 
