@@ -687,9 +687,48 @@ static int set_props(rd_kafka_conf_t *kc, const eddy_kafka_conf *c, const char *
     return 0;
 }
 
+/* A job with a table joins it with streams of the same sub-topology: every
+ * source of that sub-topology must have the table topic's partition count
+ * (Kafka Streams' co-partitioning). @returns 0, or EDDY_ETOPO with the reason. */
+static int check_copartitioning(run *r, const struct rd_kafka_metadata *md)
+{
+    const char *layout = eddy_job_layout(r->job);
+    for (const char *p = layout; *p;) {
+        int sub;
+        char table[512];
+        if (sscanf(p, "table\t%d\t%511[^\n]", &sub, table) == 2) {
+            int tparts = -1;
+            for (int i = 0; i < md->topic_cnt; i++) {
+                if (!strcmp(md->topics[i].topic, table) && !md->topics[i].err) {
+                    tparts = md->topics[i].partition_cnt;
+                }
+            }
+            for (int s = 0; s < eddy_job_nsources(r->job) && tparts > 0; s++) {
+                const char *src = eddy_job_source(r->job, s);
+                if (r->cl && eddy_changelog_sub_of(r->cl, src) != sub) {
+                    continue;
+                }
+                for (int i = 0; i < md->topic_cnt; i++) {
+                    if (!strcmp(md->topics[i].topic, src) && !md->topics[i].err &&
+                        md->topics[i].partition_cnt != tparts) {
+                        snprintf(r->errstr, r->errstr_size, "table %s has %d partitions but source "
+                                 "%s has %d: a table and the streams joined with it must be "
+                                 "co-partitioned (the same partition count and key)", table,
+                                 tparts, src, md->topics[i].partition_cnt);
+                        return EDDY_ETOPO;
+                    }
+                }
+            }
+        }
+        const char *nl = strchr(p, '\n');
+        p = nl ? nl + 1 : p + strlen(p);
+    }
+    return 0;
+}
+
 /* Create missing sink topics with the Admin API where the broker has a
  * controller; otherwise rely on auto-creation, with one warning. */
-static void ensure_topics(run *r)
+static int ensure_topics(run *r)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err;
@@ -702,7 +741,11 @@ static void ensure_topics(run *r)
                       r->conf->brokers, rd_kafka_err2str(err));
     }
     if (!md) {
-        return;
+        return 0;
+    }
+    if (check_copartitioning(r, md)) {
+        rd_kafka_metadata_destroy(md);
+        return EDDY_ETOPO;
     }
     int source_parts = -1;
     const char *missing[64];
@@ -759,7 +802,7 @@ static void ensure_topics(run *r)
     }
     rd_kafka_metadata_destroy(md);
     if (nmissing == 0) {
-        return;
+        return 0;
     }
     if (!has_controller) {
         eddy_log_warn("kafka: the broker has no reachable controller for CreateTopics (the "
@@ -767,7 +810,7 @@ static void ensure_topics(run *r)
                       "auto-created on first write with the broker's default partition count%s",
                       nmissing, missing[0], first_changelog >= 0
                       ? " (changelogs need as many partitions as the sources: pre-create them)" : "");
-        return;
+        return 0;
     }
     rd_kafka_NewTopic_t *nt[64];
     char errbuf[256];
@@ -808,6 +851,7 @@ static void ensure_topics(run *r)
     for (int i = 0; i < nmissing; i++) {
         rd_kafka_NewTopic_destroy(nt[i]);
     }
+    return 0;
 }
 
 /* The tasks, their positions and lags, for /status and /metrics. */
@@ -1065,7 +1109,9 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
         goto out;
     }
     eddy_runner_set_state(r.runner, c->state);
-    ensure_topics(&r);
+    if ((rc = ensure_topics(&r)) != 0) {
+        goto out;
+    }
 
     int nsrc = eddy_job_nsources(job);
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(nsrc);

@@ -52,12 +52,7 @@ local function new_stream(job, node)
 end
 
 Stream.__index = function(_, name)
-    local m = stream_methods[name]
-    if m then return m end
-    if name == "join" or name == "left_join" then
-        error(("stream:%s is not available in this version of eddy (see README)"):format(name), 2)
-    end
-    return nil
+    return stream_methods[name]
 end
 Stream.__tostring = function(s) return "eddy.stream(" .. s.node.kind .. "@" .. s.node.line .. ")" end
 
@@ -239,6 +234,37 @@ function Grouped:window(w)
     return g
 end
 
+--- Join each record with the table's current value for its key (Kafka Streams'
+--- KStream#join(KTable)): fn(stream_value, table_value, key) -> the joined value.
+--- The stream must be co-partitioned with the table's topic (same key, same
+--- partition count; no key change before the join). Records with a nil key or
+--- value, or no table value (inner join), produce nothing.
+local function stream_table_join(self, tbl, fn, left, method)
+    if getmetatable(tbl) ~= Table or not tbl.node or tbl.node.kind ~= "table" then
+        if getmetatable(tbl) == Stream then
+            error(("stream:%s(other_stream, ...): stream-stream joins within windows are not "
+                .. "available in this version of eddy; join a table from job:table(topic)"):format(method), 3)
+        end
+        error(("stream:%s: expected a table from job:table(topic), and a function"):format(method), 3)
+    end
+    check_fn(fn, method)
+    if tbl.job ~= self.job then error(method .. ": the table belongs to another job", 3) end
+    if self.node.key_changed then
+        error(("stream:%s after a step that may change the key (%s): the stream must be "
+            .. "co-partitioned with the table; join before re-keying, or write the re-keyed "
+            .. "stream to a topic and read it back"):format(method, self.node.line), 3)
+    end
+    if self.node.subtopology ~= tbl.node.subtopology then
+        error(method .. ": the stream and the table are in different sub-topologies", 3)
+    end
+    local node = new_node(self.job, "join_table", { self.node }, { fn = fn, left = left,
+        table_store = tbl.node.store, table_key = tbl.node.key_serde })
+    return new_stream(self.job, node)
+end
+
+function stream_methods:join(tbl, fn) return stream_table_join(self, tbl, fn, false, "join") end
+function stream_methods:left_join(tbl, fn) return stream_table_join(self, tbl, fn, true, "left_join") end
+
 --- The table's changes as a stream (key, new value); windowed results carry rec.window.
 function Table:to_stream()
     return new_stream(self.job, new_node(self.job, "to_stream", { self.node }, { key_changed = false }))
@@ -304,6 +330,36 @@ function Job:source(topics, opts)
     return new_stream(self, node)
 end
 
+--- A topic read as a table (Kafka Streams' builder.table): the latest value per
+--- key in an LMDB store (a nil value deletes the key), logged and restored like
+--- every store. opts: key, value (serdes), store (default "table-<topic>").
+function Job:table(topic, opts)
+    if type(topic) ~= "string" then error("table: a topic name is required", 2) end
+    opts = opts or {}
+    if type(opts) ~= "table" then error("table: options must be a table", 2) end
+    check_topic(topic, "table")
+    local store = opts.store or ("table-" .. topic)
+    if type(store) ~= "string" or not store:match("^[%w%._%-]+$") then
+        error("table: store must be a name ([A-Za-z0-9._-])", 2)
+    end
+    for _, s in ipairs(self.sources) do
+        if s.topic == topic then
+            error(("table: topic %q is already a source of this job (at %s)"):format(topic, s.node.line), 2)
+        end
+    end
+    for _, n in ipairs(self.nodes) do
+        if n.store == store then
+            error(("table: store %q is already used at %s"):format(store, n.line), 2)
+        end
+    end
+    local node = new_node(self, "table", {}, { topics = { topic }, store = store,
+        key_serde = serde.resolve(opts.key, "table key"),
+        value_serde = serde.resolve(opts.value, "table value"), key_changed = false })
+    self.sources[#self.sources + 1] = { topic = topic, node = node }
+    self.stateful = true
+    return setmetatable({ job = self, node = node }, Table)
+end
+
 --- An example that gates every load of this script: the input records run
 --- through the real engine (file mode, a scratch state) and the outputs must be
 --- exactly `output` = { topic = { {k, v}, ... } }; otherwise the version is
@@ -351,6 +407,8 @@ end
 -- A short label for a node in a picture.
 local function node_label(job, n)
     if n.kind == "source" then return "source " .. table.concat(n.topics, ", ") end
+    if n.kind == "table" then return "table " .. n.topics[1] .. " [" .. n.store .. "]" end
+    if n.kind == "join_table" then return (n.left and "left_join" or "join") .. " [" .. n.table_store .. "]" end
     if n.kind == "sink" then return "to " .. n.topic end
     if n.kind == "branch_out" then return "branch #" .. n.index end
     if n.kind == "aggregate" then
@@ -380,7 +438,7 @@ function _M.picture(job, format)
             lines[#lines + 1] = "  end"
         end
         for _, n in ipairs(job.nodes) do
-            if n.kind == "source" then
+            if n.kind == "source" or n.kind == "table" then
                 for _, t in ipairs(n.topics) do
                     lines[#lines + 1] = ('  t_%s[("%s")] --> n%d'):format(t:gsub("[^%w]", "_"), esc(t), n.id)
                 end
@@ -405,7 +463,7 @@ function _M.picture(job, format)
         lines[#lines + 1] = "  }"
     end
     for _, n in ipairs(job.nodes) do
-        if n.kind == "source" then
+        if n.kind == "source" or n.kind == "table" then
             for _, t in ipairs(n.topics) do
                 lines[#lines + 1] = ('  "topic:%s" [shape=cds, label="%s"]; "topic:%s" -> n%d;'):format(esc(t), esc(t), esc(t), n.id)
             end
@@ -432,6 +490,11 @@ function _M.describe(job)
     for _, n in ipairs(t.nodes) do
         local what = n.kind
         if n.kind == "source" then what = "source " .. table.concat(n.topics, ", ") end
+        local full = job.nodes[n.id]
+        if n.kind == "table" then what = "table " .. full.topics[1] .. " [" .. full.store .. "]" end
+        if n.kind == "join_table" then
+            what = (full.left and "left_join" or "join") .. " [" .. full.table_store .. "]"
+        end
         if n.kind == "sink" then what = "to " .. n.topic end
         if n.kind == "branch_out" then what = "branch #" .. job.nodes[n.id].index end
         local jn = job.nodes[n.id]

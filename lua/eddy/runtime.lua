@@ -211,6 +211,8 @@ local function store_kinds(job)
             else
                 kinds[n.store] = "key-value (" .. n.agg .. ")"
             end
+        elseif n.kind == "table" then
+            kinds[n.store] = "key-value (table " .. n.topics[1] .. ")"
         elseif n.kind == "process" and type(n.stores) == "table" then
             for k, v in pairs(n.stores) do
                 kinds[type(k) == "string" and k or tostring(v)] = "key-value (process)"
@@ -242,6 +244,9 @@ function _M.layout(job, app_id)
             lines[#lines + 1] = ("source\t%d\t%s-%s-repartition"):format(sub, app_id, n.name)
         elseif n.kind == "aggregate" and n.store then
             fam(sub, n.store)
+        elseif n.kind == "table" then
+            fam(sub, n.store)
+            lines[#lines + 1] = ("table\t%d\t%s"):format(sub, n.topics[1])
         elseif n.kind == "process" then
             for _, sname in ipairs(n.store_names or {}) do fam(sub, sname) end
             fam(sub, n.pname or ("process-" .. n.id))
@@ -569,6 +574,30 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
     end
 
     function builders.to_stream(_, nxt) return nxt end
+
+    -- job:table(topic): the latest value per key; its changes go on to to_stream()
+    function builders.table(node, nxt)
+        local store = S:store(node.store)
+        local kenc = node.key_serde.encode
+        return function(k, v, rec, ts)
+            if k == nil then B.nil_keys = B.nil_keys + 1; return end
+            local kb = kenc(k)
+            if v == nil then store:delete(kb) else store:put(kb, v) end
+            return nxt(k, v, rec, ts)
+        end
+    end
+
+    -- stream:join / left_join(table, fn): the table's value for the record's key now
+    function builders.join_table(node, nxt)
+        local store = S:store(node.table_store)
+        local kenc, fn, left = node.table_key.encode, node.fn, node.left
+        return function(k, v, rec, ts)
+            if k == nil or v == nil then return end        -- as Kafka Streams: dropped
+            local tv = store:get(kenc(k))
+            if tv == nil and not left then return end
+            return nxt(k, fn(v, tv, k), rec, ts)
+        end
+    end
 
     function builders.process(node, nxt)
         return require("eddy.processor").build(node, nxt, S, B, job)
