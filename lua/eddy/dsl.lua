@@ -37,12 +37,15 @@ local function new_node(job, kind, parents, fields)
     node.children = {}
     node.line = node.line or where(4)
     job.nodes[node.id] = node
-    local changed = false
+    local changed, changed_at = false, nil
     for _, p in ipairs(parents) do
         p.children[#p.children + 1] = node
         changed = changed or p.key_changed
+        changed_at = changed_at or (p.key_changed and p.key_changed_at) or nil
     end
     if node.key_changed == nil then node.key_changed = changed or KEY_CHANGING[kind] or false end
+    -- where the key may have changed: the first such step upstream (for error messages)
+    if node.key_changed then node.key_changed_at = changed_at or node.line end
     if node.subtopology == nil then node.subtopology = parents[1] and parents[1].subtopology or 0 end
     return node
 end
@@ -252,10 +255,13 @@ local function stream_table_join(self, tbl, fn, left, method)
     if self.node.key_changed then
         error(("stream:%s after a step that may change the key (%s): the stream must be "
             .. "co-partitioned with the table; join before re-keying, or write the re-keyed "
-            .. "stream to a topic and read it back"):format(method, self.node.line), 3)
+            .. "stream to a topic and read it back"):format(method,
+            self.node.key_changed_at or self.node.line), 3)
     end
     if self.node.subtopology ~= tbl.node.subtopology then
-        error(method .. ": the stream and the table are in different sub-topologies", 3)
+        error(("stream:%s: the stream went through a repartition (a grouping after a key "
+            .. "change), so it is not co-partitioned with the table; write it to a topic keyed "
+            .. "like the table and read that back"):format(method), 3)
     end
     local node = new_node(self.job, "join_table", { self.node }, { fn = fn, left = left,
         table_store = tbl.node.store, table_key = tbl.node.key_serde })

@@ -592,7 +592,8 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
         local store = S:store(node.table_store)
         local kenc, fn, left = node.table_key.encode, node.fn, node.left
         return function(k, v, rec, ts)
-            if k == nil or v == nil then return end        -- as Kafka Streams: dropped
+            if k == nil then B.nil_keys = B.nil_keys + 1; return end   -- dropped, as KS < 3.7
+            if v == nil then return end
             local tv = store:get(kenc(k))
             if tv == nil and not left then return end
             return nxt(k, fn(v, tv, k), rec, ts)

@@ -1,0 +1,781 @@
+-- spec/joins_spec.lua: tables (job:table) and stream-table joins (stream:join /
+-- stream:left_join), Kafka Streams' KStream-KTable join, through the real binary.
+--   1. Kafka Streams' own unit tests KStreamKTableJoinTest and KStreamKTableLeftJoinTest
+--      (apache/kafka, streams/src/test/java/org/apache/kafka/streams/kstream/internals/),
+--      transcribed: the same inputs (keys 0..3, values X<i>/Y<i>, stream timestamps i),
+--      the same expected outputs with their timestamps, phase by phase, in file mode
+--      (the envelope with explicit timestamps, through eddy.testing's driver, which runs
+--      `eddy run` per phase on one state), and once more as a single file-mode run.
+--   2. Randomized: table updates, deletes and stream records interleaved over 50 keys,
+--      1 and 4 partitions, join and left_join side by side; the expected outputs come
+--      from a direct simulation here; every (topic, partition) sequence is compared.
+--   3. The table survives a reload: eddy.testing's driver reload, and SIGHUP to a running
+--      `eddy run --input -`; a new version with another join function joins against
+--      the table the old one filled. The join function's contract (a copy of the table
+--      value; nil forwards a null value; an error dead-letters the record).
+--   4. Load errors: a join after a key change names the script line; a join with
+--      something that is not a table; stream-stream joins.
+--   5. Kafka mode (eddy broker): orders left-joined with customers; a restart on an empty
+--      --state-dir restores the table from its changelog; a table topic whose partition
+--      count differs from the stream's stops `eddy run` with exit 1 naming both.
+local h = require "helper"
+local cjson = require "cjson"
+local testing = require "eddy.testing"
+local R = require "tools.agg_ref"
+
+local PRE = 'local eddy = require "eddy"\n'
+
+-- an envelope line for a record {topic=, key=, value=, ts=, partition=}
+local function envelope(r)
+    return h.envelope({ topic = r.topic, key = r.key, payload = r.value, ts = r.ts, partition = r.partition })
+end
+
+local function summary(stderr)
+    local i, o, e, d = (stderr or ""):match("(%d+) record%(s%) in, (%d+) out, (%d+) error%(s%), (%d+) dead%-lettered")
+    if not i then return nil end
+    return { inn = tonumber(i), out = tonumber(o), errors = tonumber(e), dlq = tonumber(d) }
+end
+
+--- Run a job (script text without the require line) over records in file mode.
+--- opts.keep_state: keep the state dir and return it (res.state), for `eddy stores`.
+--- Returns { code, stderr, out (envelopes), dlq (envelopes), summary, dir }.
+local function run(script, records, args, opts)
+    opts = opts or {}
+    local dir = h.tmpdir()
+    local sp = h.script(dir, "job.lua", PRE .. script)
+    local lines = {}
+    for i, r in ipairs(records) do lines[i] = envelope(r) end
+    local input = h.write(dir .. "/in.jsonl", table.concat(lines, "\n") .. "\n")
+    local argv = { "run", sp, "--input", input, "--output", dir .. "/out.jsonl",
+        "--dlq", dir .. "/dlq.jsonl", "--state-dir", dir .. "/state", "--no-watch" }
+    for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+    local code, _, stderr = h.eddy(argv)
+    local res = { code = code, stderr = stderr or "",
+        out = h.envelopes(h.read(dir .. "/out.jsonl") or ""),
+        dlq = h.envelopes(h.read(dir .. "/dlq.jsonl") or "") }
+    res.summary = summary(res.stderr)
+    if opts.keep_state then
+        res.dir, res.script = dir, sp
+    else
+        os.execute("rm -rf " .. h.q(dir))
+    end
+    return res
+end
+
+local function check(script)
+    local dir = h.tmpdir()
+    local sp = h.script(dir, "job.lua", PRE .. script)
+    local code, out, err = h.eddy({ "check", sp })
+    os.execute("rm -rf " .. h.q(dir))
+    return code, out or "", err or ""
+end
+
+local function assert_clean(r)
+    assert.are.equal(0, r.code, "exit status; stderr:\n" .. r.stderr)
+    assert.are.equal(0, #r.dlq, "dead-lettered: " .. (r.dlq[1] and tostring(h.header(r.dlq[1], "eddy.error")) or ""))
+end
+
+-- ===========================================================================================
+-- 1. Kafka Streams' tests, transcribed
+-- ===========================================================================================
+
+-- The topology of both test classes: builder.stream(streamTopic) joined with
+-- builder.table(tableTopic), Integer keys, String values, the joiner
+-- MockValueJoiner.TOSTRING_JOINER (value1 + "+" + value2, "null" for a missing value).
+local function ks_script(method)
+    return ([[
+local job = eddy.job { name = "ks-%s" }
+local t = job:table("tableTopic", { key = "number" })
+job:source("streamTopic", { key = "number" })
+   :%s(t, function(v1, v2) return v1 .. "+" .. (v2 == nil and "null" or v2) end)
+   :to("out", { key = "number" })
+return job
+]]):format(method, method)
+end
+
+local EXPECTED_KEYS = { 0, 1, 2, 3 }     -- expectedKeys
+
+-- pushToTable's timestamps are r.nextInt(Integer.MAX_VALUE) with a clock seed there;
+-- here the same kind of numbers from a fixed seed (a table's timestamps do not matter
+-- to a stream-table join, which is what those random values show).
+local table_ts = R.rng(962)
+
+-- Steps: pushToStream(n, prefix) (key i, value prefix..i, ts i); pushToTable(n, prefix)
+-- (key i, value prefix..i, ts random); pushNullValueToTable(n) (key i, null, ts 0 —
+-- TestInputTopic's start time with Duration.ZERO); checkAndClearProcessResult(...).
+local function stream(n, prefix) return { what = "stream", n = n, prefix = prefix } end
+local function tbl(n, prefix) return { what = "table", n = n, prefix = prefix } end
+local function deletes(n) return { what = "delete", n = n } end
+local function expect(...) return { what = "expect", list = { ... } } end
+local function kvt(k, v, ts) return { key = tostring(k), value = v, ts = ts } end    -- KeyValueTimestamp
+local EMPTY = {}
+
+local function records_of(step)
+    local recs = {}
+    for i = 1, step.n do
+        local k = EXPECTED_KEYS[i]
+        if step.what == "stream" then
+            recs[i] = { topic = "streamTopic", key = tostring(k), value = step.prefix .. k, ts = i - 1 }
+        elseif step.what == "table" then
+            recs[i] = { topic = "tableTopic", key = tostring(k), value = step.prefix .. k,
+                ts = table_ts.int(0, 2147483646) }
+        else
+            recs[i] = { topic = "tableTopic", key = tostring(k), value = nil, ts = 0 }
+        end
+    end
+    return recs
+end
+
+local function strip(list)
+    local out = {}
+    for i, r in ipairs(list) do
+        local v = r.value
+        if v == nil then v = r.payload end        -- h.envelopes' records carry `payload`
+        out[i] = { key = r.key, value = v, ts = r.ts }
+    end
+    return out
+end
+
+-- Phase by phase with the driver (each read is one `eddy run` on the same state),
+-- then the whole input as one file-mode run: the same outputs in the same order.
+local function ks_scenario(method, steps)
+    local d = testing.driver(PRE .. ks_script(method))
+    local all_in, all_out = {}, {}
+    local ok, err = pcall(function()
+        for n, step in ipairs(steps) do
+            if step.what == "expect" then
+                local got = strip(d:read_all("out"))
+                assert.are.same(step.list, got, ("checkAndClearProcessResult #%d"):format(n))
+                for _, e in ipairs(step.list) do all_out[#all_out + 1] = e end
+            else
+                for _, r in ipairs(records_of(step)) do
+                    d:pipe(r.topic, { { key = r.key, value = r.value, ts = r.ts } })
+                    all_in[#all_in + 1] = r
+                end
+            end
+        end
+        assert.are.same({}, d:dlq())
+    end)
+    d:close()
+    if not ok then error(err, 0) end
+    local r = run(ks_script(method), all_in)
+    assert_clean(r)
+    assert.are.same(all_out, strip(r.out), "the same input as one run")
+end
+
+describe("KStreamKTableJoinTest, transcribed (stream:join)", function()
+    it("shouldNotJoinWithEmptyTableOnStreamUpdates", function()
+        ks_scenario("join", {
+            stream(2, "X"), expect(),       -- push two items to the primary stream. the table is empty
+        })
+    end)
+
+    it("shouldNotJoinOnTableUpdates", function()
+        ks_scenario("join", {
+            stream(2, "X"), expect(),
+            tbl(2, "Y"), expect(),          -- push two items to the table. this should not produce any item.
+            stream(4, "X"),                 -- push all four items to the primary stream. this should produce two items.
+            expect(kvt(0, "X0+Y0", 0), kvt(1, "X1+Y1", 1)),
+            tbl(4, "YY"), expect(),         -- push all items to the table. this should not produce any item
+            stream(4, "X"),                 -- push all four items to the primary stream. this should produce four items.
+            expect(kvt(0, "X0+YY0", 0), kvt(1, "X1+YY1", 1), kvt(2, "X2+YY2", 2), kvt(3, "X3+YY3", 3)),
+            tbl(4, "YYY"), expect(),        -- push all items to the table. this should not produce any item
+        })
+    end)
+
+    it("shouldJoinOnlyIfMatchFoundOnStreamUpdates", function()
+        ks_scenario("join", {
+            tbl(2, "Y"), expect(),
+            stream(4, "X"),
+            expect(kvt(0, "X0+Y0", 0), kvt(1, "X1+Y1", 1)),
+        })
+    end)
+
+    it("shouldClearTableEntryOnNullValueUpdates", function()
+        ks_scenario("join", {
+            tbl(4, "Y"), expect(),
+            stream(4, "X"),
+            expect(kvt(0, "X0+Y0", 0), kvt(1, "X1+Y1", 1), kvt(2, "X2+Y2", 2), kvt(3, "X3+Y3", 3)),
+            deletes(2), expect(),           -- push two items with null to the table as deletes.
+            stream(4, "XX"),                -- this should produce two items.
+            expect(kvt(2, "XX2+Y2", 2), kvt(3, "XX3+Y3", 3)),
+        })
+    end)
+
+    -- shouldLogAndMeterWhenSkippingNullLeftKey / ...NullLeftValue: inputTopic.pipeInput(null, "A")
+    -- and pipeInput(1, null) are skipped (Kafka Streams logs and meters them; here: no
+    -- output, no dead letter, no error).
+    for _, case in ipairs({ { "shouldLogAndMeterWhenSkippingNullLeftKey", nil, "A" },
+                            { "shouldLogAndMeterWhenSkippingNullLeftValue", "1", nil } }) do
+        it(case[1], function()
+            local r = run(ks_script("join"), {
+                { topic = "tableTopic", key = "1", value = "Y1", ts = 0 },
+                { topic = "streamTopic", key = case[2], value = case[3], ts = 0 } })
+            assert_clean(r)
+            assert.are.same({}, r.out)
+            assert.are.same({ inn = 2, out = 0, errors = 0, dlq = 0 }, r.summary)
+        end)
+    end
+end)
+
+describe("KStreamKTableLeftJoinTest, transcribed (stream:left_join)", function()
+    it("shouldJoinWithEmptyTableOnStreamUpdates", function()
+        ks_scenario("left_join", {
+            stream(2, "X"), expect(kvt(0, "X0+null", 0), kvt(1, "X1+null", 1)),
+        })
+    end)
+
+    it("shouldNotJoinOnTableUpdates", function()
+        ks_scenario("left_join", {
+            stream(2, "X"), expect(kvt(0, "X0+null", 0), kvt(1, "X1+null", 1)),
+            tbl(2, "Y"), expect(),
+            stream(4, "X"),
+            expect(kvt(0, "X0+Y0", 0), kvt(1, "X1+Y1", 1), kvt(2, "X2+null", 2), kvt(3, "X3+null", 3)),
+            tbl(4, "YY"), expect(),
+            stream(4, "X"),
+            expect(kvt(0, "X0+YY0", 0), kvt(1, "X1+YY1", 1), kvt(2, "X2+YY2", 2), kvt(3, "X3+YY3", 3)),
+            tbl(4, "YYY"), expect(),
+        })
+    end)
+
+    it("shouldJoinRegardlessIfMatchFoundOnStreamUpdates", function()
+        ks_scenario("left_join", {
+            tbl(2, "Y"), expect(),
+            stream(4, "X"),
+            expect(kvt(0, "X0+Y0", 0), kvt(1, "X1+Y1", 1), kvt(2, "X2+null", 2), kvt(3, "X3+null", 3)),
+        })
+    end)
+
+    it("shouldClearTableEntryOnNullValueUpdates", function()
+        ks_scenario("left_join", {
+            tbl(4, "Y"), expect(),
+            stream(4, "X"),
+            expect(kvt(0, "X0+Y0", 0), kvt(1, "X1+Y1", 1), kvt(2, "X2+Y2", 2), kvt(3, "X3+Y3", 3)),
+            deletes(2), expect(),
+            stream(4, "XX"),
+            expect(kvt(0, "XX0+null", 0), kvt(1, "XX1+null", 1), kvt(2, "XX2+Y2", 2), kvt(3, "XX3+Y3", 3)),
+        })
+    end)
+
+    -- Not in that test class: a null key or a null value on the stream side of a left
+    -- join. eddy drops both, as Kafka Streams did before 3.7; since 3.7 (KIP-962) a left
+    -- join forwards a null-key record with a null table value. (README: Tables and joins.)
+    it("drops stream records with a null key or a null value (as Kafka Streams before 3.7)", function()
+        local r = run(ks_script("left_join"), {
+            { topic = "tableTopic", key = "1", value = "Y1", ts = 0 },
+            { topic = "streamTopic", key = nil, value = "A", ts = 0 },
+            { topic = "streamTopic", key = "1", value = nil, ts = 0 },
+            { topic = "streamTopic", key = "1", value = "B", ts = 5 } })
+        assert_clean(r)
+        assert.are.same({ kvt(1, "B+Y1", 5) }, strip(r.out))
+    end)
+end)
+
+-- ===========================================================================================
+-- 2. Randomized, against a simulation
+-- ===========================================================================================
+
+local RANDOM_JOB = [[
+local job = eddy.job { name = "rnd-join" }
+local t = job:table("profiles", { value = "json" })
+local s = job:source("events")
+s:join(t, function(v, p, k) return v .. "|" .. p.name .. "#" .. p.rev .. "|" .. k end)
+ :to("inner")
+s:left_join(t, function(v, p, k) return v .. "|" .. (p and (p.name .. "#" .. p.rev) or "-") .. "|" .. k end)
+ :to("left")
+t:to_stream():to("changes", { value = "json" })
+return job
+]]
+
+-- n events over nkeys keys: table updates (JSON), table deletes, stream records, and
+-- stream/table records with a null key or value; timestamps mostly increasing, some
+-- out of order.
+local function random_events(seed, n, nkeys)
+    local g = R.rng(seed)
+    local keys = R.key_pool(nkeys)
+    local names = { "ana", "bo", "chen", "dara", "eli", "fay" }
+    local ev, ts = {}, 1700000000000
+    for i = 1, n do
+        ts = ts + g.int(0, 5)
+        local t = g.chance(0.05) and ts - g.int(1, 1000) or ts
+        local x = g.int(1, 100)
+        local k = g.pick(keys)
+        if x <= 33 then
+            ev[i] = { topic = "profiles", key = k, value = cjson.encode({ name = g.pick(names), rev = i }), ts = t }
+        elseif x <= 41 then
+            ev[i] = { topic = "profiles", key = k, value = nil, ts = t }
+        elseif x <= 42 then
+            ev[i] = { topic = "profiles", key = nil, value = '{"name":"nobody","rev":0}', ts = t }
+        elseif x <= 45 then
+            ev[i] = { topic = "events", key = nil, value = "e" .. i, ts = t }
+        elseif x <= 48 then
+            ev[i] = { topic = "events", key = k, value = nil, ts = t }
+        else
+            ev[i] = { topic = "events", key = k, value = "e" .. i, ts = t }
+        end
+    end
+    return ev
+end
+
+-- Kafka Streams' semantics, directly: the table is the latest value per key; each
+-- stream record with a key and a value joins the table's value at that moment.
+-- Returns the expected outputs grouped by topic and partition, and the final table.
+local function simulate(events, partitions)
+    local profiles, want = {}, {}
+    local function out(topic, key, value, ts)
+        local p = h.partition_for(key, partitions)
+        local id = topic .. "/" .. p
+        want[id] = want[id] or {}
+        table.insert(want[id], { key = key, value = value, ts = ts })
+    end
+    for _, e in ipairs(events) do
+        if e.topic == "profiles" then
+            if e.key ~= nil then
+                profiles[e.key] = e.value and cjson.decode(e.value) or nil
+                out("changes", e.key, e.value, e.ts)
+            end
+        elseif e.key ~= nil and e.value ~= nil then
+            local p = profiles[e.key]
+            if p then out("inner", e.key, e.value .. "|" .. p.name .. "#" .. p.rev .. "|" .. e.key, e.ts) end
+            out("left", e.key, e.value .. "|" .. (p and (p.name .. "#" .. p.rev) or "-") .. "|" .. e.key, e.ts)
+        end
+    end
+    return want, profiles
+end
+
+describe("stream-table joins against a simulation (file mode, random interleavings)", function()
+    for _, P in ipairs({ 1, 4 }) do
+        it(("join and left_join, 50 keys, table updates and deletes interleaved (%d partition(s))"):format(P), function()
+            local events = random_events(4000 + P, 4000, 50)
+            local r = run(RANDOM_JOB, events, { "--partitions", tostring(P) }, { keep_state = true })
+            local ok, err = pcall(function()
+                assert_clean(r)
+                local want, final = simulate(events, P)
+                local got, n = {}, 0
+                for _, e in ipairs(r.out) do
+                    local id = e.topic .. "/" .. e.partition
+                    got[id] = got[id] or {}
+                    local list = got[id]
+                    assert.are.equal(#list, e.offset, id .. ": offsets count from 0 without gaps")
+                    local value = e.payload
+                    if e.topic == "changes" and value ~= nil then value = cjson.decode(value) end
+                    list[#list + 1] = { key = e.key, value = value, ts = e.ts }
+                    n = n + 1
+                end
+                -- table changes compared as decoded JSON: the same object, whatever the field order
+                for id, list in pairs(want) do
+                    if id:match("^changes/") then
+                        for _, x in ipairs(list) do
+                            if x.value then x.value = cjson.decode(x.value) end
+                        end
+                    end
+                end
+                local nwant = 0
+                for id, list in pairs(want) do
+                    nwant = nwant + #list
+                    assert.are.same(list, got[id] or {}, "outputs of " .. id)
+                end
+                assert.are.equal(nwant, n, "no other outputs")
+                assert.is_truthy(#(want["inner/0"] or {}) > 50 and #(want["left/0"] or {}) > #(want["inner/0"] or {}))
+                -- the table's store holds exactly the simulation's final table
+                local code, dump, derr = h.eddy({ "stores", r.script, "table-profiles", "--state-dir", r.dir .. "/state" })
+                assert.are.equal(0, code, derr)
+                local stored, nstored, nfinal = {}, 0, 0
+                for line in dump:gmatch("[^\n]+") do
+                    local e = cjson.decode(line)
+                    stored[e.key] = e.value
+                    nstored = nstored + 1
+                end
+                for k, v in pairs(final) do
+                    nfinal = nfinal + 1
+                    assert.are.same(v, stored[k], "table entry " .. k)
+                end
+                assert.are.equal(nfinal, nstored, "table entries")
+            end)
+            os.execute("rm -rf " .. h.q(r.dir))
+            if not ok then error(err, 0) end
+        end)
+    end
+end)
+
+-- ===========================================================================================
+-- 3. Reloads keep the table
+-- ===========================================================================================
+
+local function reload_job(version, method)
+    return ([[
+local eddy = require "eddy"
+local job = eddy.job { name = "reload-join" }
+local t = job:table("prices", { value = "number" })
+job:source("orders", { value = "number" })
+   :%s(t, function(qty, price, sku) return "%s:" .. sku .. ":" .. qty .. "x" .. tostring(price) end)
+   :to("priced")
+return job
+]]):format(method, version)
+end
+
+describe("the table survives a reload", function()
+    it("eddy.testing's driver: a new version with another join function joins the existing table", function()
+        local d = testing.driver(reload_job("v1", "join"))
+        d:pipe("prices", { { "tp-58", 34, 1 }, { "cb-1l", 24, 2 }, { "eg-01", 189, 3 } })
+        d:pipe("orders", { { "tp-58", 2, 10 }, { "zz-99", 1, 11 } })
+        assert.are.same({ "v1:tp-58:2x34" }, d:read_values("priced"))
+        d:reload(reload_job("v2", "left_join"))
+        -- no table records since the reload: v2 sees what v1 stored
+        d:pipe("orders", { { "cb-1l", 1, 20 }, { "eg-01", 3, 21 }, { "zz-99", 1, 22 } })
+        assert.are.same({ "v2:cb-1l:1x24", "v2:eg-01:3x189", "v2:zz-99:1xnil" }, d:read_values("priced"))
+        d:pipe("prices", "cb-1l", nil, 30)
+        d:pipe("prices", "tp-58", 36, 31)
+        d:pipe("orders", { { "cb-1l", 1, 32 }, { "tp-58", 1, 33 } })
+        assert.are.same({ "v2:cb-1l:1xnil", "v2:tp-58:1x36" }, d:read_values("priced"))
+        assert.are.same({ ["tp-58"] = 36, ["eg-01"] = 189 }, d:store("table-prices"))
+        d:close()
+    end)
+
+    it("SIGHUP to a running job: the next records use the new join function and the same table", function()
+        local ffi = require "ffi"
+        pcall(ffi.cdef, "typedef void (*eddy_joins_sighandler)(int); eddy_joins_sighandler signal(int, eddy_joins_sighandler);")
+        ffi.C.signal(13, ffi.cast("eddy_joins_sighandler", 1))       -- SIGPIPE: ignored
+        local system = require "system"
+        local dir = h.tmpdir()
+        local path, fifo = dir .. "/job.lua", dir .. "/in.fifo"
+        local out, err, pidf, rcf = dir .. "/out.jsonl", dir .. "/err", dir .. "/pid", dir .. "/rc"
+        h.write(path, reload_job("v1", "join"))
+        os.execute("mkfifo " .. h.q(fifo))
+        local cmd = ("%s run %s --input - --output %s --state-dir %s --no-watch 2> %s < %s & echo $! > %s; wait $!; echo $? > %s")
+            :format(h.q(h.EDDY), h.q(path), h.q(out), h.q(dir .. "/state"), h.q(err), h.q(fifo), h.q(pidf), h.q(rcf))
+        os.execute("timeout 60 sh -c " .. h.q(cmd) .. " > /dev/null 2>&1 &")
+        local w = assert(io.open(fifo, "w"))
+        w:setvbuf("no")
+        local function wait(what, fn)
+            local deadline = system.monotime() + 5
+            while not fn() do
+                if system.monotime() > deadline then
+                    error(("timed out waiting for %s; log:\n%s"):format(what, h.read(err) or ""), 2)
+                end
+                system.sleep(0.02)
+            end
+        end
+        local function send(recs)
+            local lines = {}
+            for i, r in ipairs(recs) do
+                lines[i] = cjson.encode({ topic = r[1], key = r[2], payload = r[3] == nil and cjson.null or r[3], ts = r[4] })
+            end
+            assert(w:write(table.concat(lines, "\n") .. "\n"))
+        end
+        local function values()
+            local v = {}
+            for i, e in ipairs(h.envelopes(h.read(out) or "")) do v[i] = e.payload end
+            return v
+        end
+        local ok, e = pcall(function()
+            wait("eddy's pid", function() return (h.read(pidf) or ""):match("%d+") end)
+            send({ { "prices", "tp-58", "34", 1 }, { "prices", "cb-1l", "24", 2 }, { "orders", "tp-58", "2", 3 } })
+            wait("the first output", function() return #values() >= 1 end)
+            h.write(path, reload_job("v2", "left_join"))
+            os.execute("kill -HUP " .. (h.read(pidf)):match("%d+"))
+            wait("the swap", function() return (h.read(err) or ""):find("swapped in") end)
+            send({ { "orders", "cb-1l", "3", 4 }, { "orders", "zz-99", "1", 5 } })
+            wait("two more outputs", function() return #values() >= 3 end)
+            w:close()
+            w = nil
+            wait("eddy's exit", function() return h.read(rcf) end)
+            assert.are.equal("0", (h.read(rcf)):match("%d+"))
+            assert.are.same({ "v1:tp-58:2x34", "v2:cb-1l:3x24", "v2:zz-99:1xnil" }, values())
+        end)
+        if w then w:close() end
+        os.execute("rm -rf " .. h.q(dir))
+        if not ok then error(e, 0) end
+    end)
+end)
+
+describe("the join function", function()
+    it("the join function: a copy of the table value, nil forwards a null value, an error dead-letters", function()
+        local r = run([[
+local job = eddy.job { name = "fn" }
+local t = job:table("c", { value = "json" })
+job:source("o")
+   :join(t, function(v, c, k)
+      if v == "boom" then error("bad order") end
+      if v == "nil" then return nil end
+      local before = c.name
+      c.name = "changed in the join function"
+      return v .. ":" .. before
+   end)
+   :to("out")
+return job
+]], { { topic = "c", key = "a", value = '{"name":"Ana"}', ts = 1 },
+      { topic = "o", key = "a", value = "x", ts = 2 },
+      { topic = "o", key = "a", value = "y", ts = 3 },
+      { topic = "o", key = "a", value = "nil", ts = 4 },
+      { topic = "o", key = "a", value = "boom", ts = 5 } })
+        assert.are.equal(0, r.code, r.stderr)
+        assert.are.same({ { key = "a", value = "x:Ana", ts = 2 }, { key = "a", value = "y:Ana", ts = 3 },
+                          { key = "a", ts = 4 } }, strip(r.out))
+        assert.are.equal(1, #r.dlq)
+        assert.are.equal("boom", r.dlq[1].payload)
+        assert.is_truthy(tostring(h.header(r.dlq[1], "eddy.error")):find("job.lua:6: bad order", 1, true))
+    end)
+end)
+
+-- ===========================================================================================
+-- 4. Load errors
+-- ===========================================================================================
+
+describe("join errors at load time", function()
+    for _, step in ipairs({
+        { "map", ':map(function(k, v) return v, k end)' },
+        { "select_key", ':select_key(function(k, v) return v end)' },
+        { "flat_map", ':flat_map(function(k, v, emit) emit(v, k) end)' },
+    }) do
+        it(("a join after %s (a key change) is refused, naming the join's line"):format(step[1]), function()
+            local script = [[
+local job = eddy.job { name = "bad" }
+local t = job:table("customers")
+job:source("orders")
+   ]] .. step[2] .. [[
+
+   :join(t, function(o, c) return o end)
+   :to("out")
+return job
+]]
+            local code, _, err = check(script)
+            assert.are.equal(1, code)
+            assert.is_truthy(err:find("stream:join after a step that may change the key", 1, true), err)
+            assert.is_truthy(err:find("co-partitioned", 1, true), err)
+            assert.is_truthy(err:find("job.lua:6", 1, true), err)    -- the :join line (PRE is line 1)
+            -- eddy run refuses it the same way
+            local r = run(script, { { topic = "orders", key = "k", value = "v" } })
+            assert.are.equal(1, r.code)
+            assert.is_truthy(r.stderr:find("job.lua:6", 1, true), r.stderr)
+            assert.are.same({}, r.out)
+        end)
+    end
+
+    it("a key-preserving step before the join is fine (map_values, filter, peek)", function()
+        local r = run([[
+local job = eddy.job { name = "ok" }
+local t = job:table("customers")
+job:source("orders")
+   :map_values(function(v) return v:upper() end)
+   :filter(function(k, v) return v ~= "SKIP" end)
+   :peek(function() end)
+   :left_join(t, function(o, c, k) return o .. "/" .. tostring(c) .. "/" .. k end)
+   :to("out")
+return job
+]], { { topic = "customers", key = "c1", value = "Ana", ts = 1 },
+      { topic = "orders", key = "c1", value = "o1", ts = 2 },
+      { topic = "orders", key = "c2", value = "skip", ts = 3 },
+      { topic = "orders", key = "c2", value = "o2", ts = 4 } })
+        assert_clean(r)
+        assert.are.same({ { key = "c1", value = "O1/Ana/c1", ts = 2 }, { key = "c2", value = "O2/nil/c2", ts = 4 } }, strip(r.out))
+    end)
+
+    for _, what in ipairs({
+        { "a plain Lua table", "{}" },
+        { "a string", '"customers"' },
+        { "an aggregate's table (count)", 'job:source("clicks"):group_by_key():count { store = "n" }' },
+    }) do
+        it(("a join with %s is refused with a clear error"):format(what[1]), function()
+            local code, _, err = check(([[
+local job = eddy.job { name = "bad" }
+local other = %s
+job:source("orders")
+   :left_join(other, function(o, c) return o end)
+   :to("out")
+return job
+]]):format(what[2]))
+            assert.are.equal(1, code)
+            assert.is_truthy(err:find("expected a table from job:table(topic)", 1, true), err)
+            assert.is_truthy(err:find("job.lua:5", 1, true), err)
+        end)
+    end
+
+    it("a join without a function is refused", function()
+        local code, _, err = check([[
+local job = eddy.job { name = "bad" }
+local t = job:table("customers")
+job:source("orders"):join(t):to("out")
+return job
+]])
+        assert.are.equal(1, code)
+        assert.is_truthy(err:find("join: expected a function", 1, true), err)
+        assert.is_truthy(err:find("job.lua:4", 1, true), err)
+    end)
+
+    for _, method in ipairs({ "join", "left_join" }) do
+        it(("stream:%s(other_stream, ...) says stream-stream joins are not available yet"):format(method), function()
+            local code, _, err = check(([[
+local job = eddy.job { name = "bad" }
+local clicks = job:source("clicks")
+job:source("orders")
+   :%s(clicks, function(o, c) return o end)
+   :to("out")
+return job
+]]):format(method))
+            assert.are.equal(1, code)
+            assert.is_truthy(err:find("stream-stream joins", 1, true), err)
+            assert.is_truthy(err:find("not available", 1, true), err)
+            assert.is_truthy(err:find("job.lua:5", 1, true), err)
+        end)
+    end
+
+    it("a table topic that is also a source, or a store name used twice, is refused", function()
+        local code, _, err = check([[
+local job = eddy.job { name = "bad" }
+job:source("customers"):to("copy")
+local t = job:table("customers")
+return job
+]])
+        assert.are.equal(1, code)
+        assert.is_truthy(err:find('topic "customers" is already a source', 1, true), err)
+        code, _, err = check([[
+local job = eddy.job { name = "bad" }
+local a = job:table("customers", { store = "c" })
+local b = job:table("accounts", { store = "c" })
+return job
+]])
+        assert.are.equal(1, code)
+        assert.is_truthy(err:find('store "c" is already used', 1, true), err)
+    end)
+end)
+
+-- ===========================================================================================
+-- 5. Kafka mode
+-- ===========================================================================================
+
+local KAFKA_JOB = [[
+local job = eddy.job { name = "orders-enrich-k" }
+local customers = job:table("%s", { value = "json" })
+job:source("orders", { value = "json" })
+   :left_join(customers, function(o, c, k)
+      return { order = o.id, customer = k, name = c and c.name or eddy.null, tier = c and c.tier or eddy.null }
+   end)
+   :to("orders-enriched", { value = "json" })
+return job
+]]
+
+describe("stream-table join in Kafka mode (eddy broker)", function()
+    local K = require "kafka_helper"
+    local dir, broker, brokers, procs
+
+    setup(function()
+        dir = h.tmpdir()
+        procs = {}
+        broker, brokers = K.start_broker(dir, { { "orders", 4 }, { "customers", 4 }, { "customers-narrow", 2 },
+            { "orders-enriched", 4 } })
+    end)
+
+    teardown(function()
+        for _, p in ipairs(procs) do p:kill() end
+        if broker then broker:kill() end
+        os.execute("rm -rf " .. h.q(dir))
+    end)
+
+    local function rec(topic, key, value, ts)
+        return { topic = topic, key = key, value = value and cjson.encode(value) or nil, ts = ts,
+            partition = h.partition_for(key, 4) }
+    end
+
+    it("a table topic with another partition count than the stream's: exit 1 naming both", function()
+        local script = h.script(dir, "narrow.lua", PRE .. KAFKA_JOB:format("customers-narrow"))
+        local p = K.start_eddy(dir, "narrow", script, brokers, { "--state-dir", dir .. "/narrow-state" })
+        procs[#procs + 1] = p
+        local rc = p:wait(20)
+        assert.are.equal(1, rc, p:stderr())
+        local err = p:stderr()
+        assert.is_truthy(err:find("customers-narrow has 2 partitions", 1, true), err)
+        assert.is_truthy(err:find("orders has 4", 1, true), err)
+        assert.is_truthy(err:find("co-partitioned", 1, true), err)
+    end)
+
+    it("enriches orders; after a restart on an EMPTY state dir the table comes back from its changelog", function()
+        local script = h.script(dir, "enrich.lua", PRE .. KAFKA_JOB:format("customers"))
+        local T0 = 1710237600000
+        local names = { "Ana", "Jonas", "Chloé", "Liam", "Sofia", "Emma", "Oliver", "Lucía", "Noah", "Mia" }
+        local customers, ts = {}, T0
+        local input = {}
+        for i = 1, 20 do
+            local id = ("c-%02d"):format(i)
+            ts = ts + 1
+            local c = { name = names[(i - 1) % #names + 1] .. " " .. i, tier = ({ "bronze", "silver", "gold" })[i % 3 + 1] }
+            input[#input + 1] = rec("customers", id, c, ts)
+            customers[id] = c
+        end
+        -- an update and an erasure before any order
+        ts = ts + 1
+        customers["c-03"] = { name = "Chloé 3", tier = "platinum" }
+        input[#input + 1] = rec("customers", "c-03", customers["c-03"], ts)
+        ts = ts + 1
+        customers["c-05"] = nil
+        input[#input + 1] = rec("customers", "c-05", nil, ts)
+        K.produce(brokers, input, dir)
+
+        local g = R.rng(77)
+        local function orders(from, to)
+            local list, want = {}, {}
+            for i = from, to do
+                ts = ts + 1000
+                local id = i % 7 == 0 and "c-99" or ("c-%02d"):format(g.int(1, 20))
+                list[#list + 1] = rec("orders", id, { id = ("ord-%d"):format(i), total = g.int(5, 300) }, ts)
+                local c = customers[id]
+                local p = h.partition_for(id, 4)
+                want[p] = want[p] or {}
+                table.insert(want[p], { key = id, ts = ts, value = { order = ("ord-%d"):format(i), customer = id,
+                    name = c and c.name or cjson.null, tier = c and c.tier or cjson.null } })
+            end
+            return list, want
+        end
+        local function by_partition(recs)
+            local got = {}
+            for _, e in ipairs(K.sort_by_offset(recs)) do
+                got[e.partition] = got[e.partition] or {}
+                table.insert(got[e.partition], { key = e.key, ts = e.ts, value = cjson.decode(e.payload) })
+            end
+            return got
+        end
+
+        -- run 1: the table first (every customer record taken and committed), then orders
+        local p1 = K.start_eddy(dir, "run1", script, brokers, { "--state-dir", dir .. "/state-1", "--commit-interval", "200" })
+        procs[#procs + 1] = p1
+        K.wait_for("the customers taken and committed", 30, function()
+            if not p1:running() then error("eddy exited " .. tostring(p1:rc()) .. ":\n" .. p1:stderr(), 0) end
+            local off = K.offsets(brokers, "orders-enrich-k", { { "customers", 4 } }).customers
+            for p = 0, 3 do
+                if not off[p] or (off[p].high > 0 and off[p].committed ~= off[p].high) then return nil, cjson.encode(off) end
+            end
+            return true
+        end, 0.3)
+        local first, want1 = orders(1, 30)
+        K.produce(brokers, first, dir)
+        local out1 = K.wait_records(brokers, "orders-enriched", 30, 30, p1)
+        assert.are.equal(30, #out1)
+        assert.are.same(want1, by_partition(out1))
+        local rc = p1:stop("TERM", 15)
+        assert.are.equal(0, rc, p1:stderr())
+
+        -- run 2: a new, empty state dir; new orders produced while nothing runs
+        local second, want2 = orders(31, 45)
+        K.produce(brokers, second, dir)
+        local p2 = K.start_eddy(dir, "run2", script, brokers, { "--state-dir", dir .. "/state-2", "--commit-interval", "200" })
+        procs[#procs + 1] = p2
+        local all = K.wait_records(brokers, "orders-enriched", 45, 40, p2)
+        assert.are.equal(45, #all, "every order once: nothing of run 1 taken again")
+        local got = by_partition(all)
+        for p, list in pairs(want2) do
+            local tail = {}
+            for i = #(want1[p] or {}) + 1, #(got[p] or {}) do tail[#tail + 1] = got[p][i] end
+            assert.are.same(list, tail, "partition " .. p .. " after the restart")
+        end
+        assert.is_truthy(p2:stderr():find("restored", 1, true), p2:stderr())
+        assert.are.equal(0, p2:stop("TERM", 15), p2:stderr())
+        assert.are.equal(45, #K.consume(brokers, "orders-enriched"), "nothing more after the stop")
+    end)
+
+    -- Kafka Streams picks a task's next record by timestamp across its partitions
+    -- (max.task.idle.ms), so customers older than the orders are in the table first even
+    -- when both topics already hold a backlog. eddy processes records in the order the
+    -- consumer delivers them: with 200 customers and then 200 orders (later timestamps)
+    -- produced before the start, 141 of the 200 orders missed their customer in one run.
+    pending("a backlog in both topics: the table's older records first (timestamp synchronization)")
+end)
