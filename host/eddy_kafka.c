@@ -12,6 +12,7 @@
 #include "eddy_clock.h"
 #include "eddy_changelog.h"
 #include "eddy_dedup.h"
+#include "eddy_timesync.h"
 #include "eddy_http.h"
 #include "eddy_status.h"
 
@@ -24,6 +25,7 @@
 #include <sys/stat.h>
 
 #define BATCH_MAX 4096
+#define TIMESYNC_IDLE_MS 1000   /* a task waits this long for a partition behind its end */
 
 /* ---- producer sink ---- */
 
@@ -196,6 +198,7 @@ typedef struct run {
     rd_kafka_topic_partition_list_t *pending; /* processed, flushed, not yet committed */
     eddy_changelog *cl;                      /* the stores' changelogs (stateful jobs) */
     eddy_dedup   *dedup;                     /* repartitioned records already taken */
+    eddy_timesync *sync;                     /* jobs with tables: timestamp order per task */
     int           in_txn;                    /* exactly_once: a transaction is open */
     int           failed;                    /* a rebalance failed (restore): stop */
     int           stopping;                  /* the last commit: no new transaction after it */
@@ -530,6 +533,14 @@ static int rewind_tasks(run *r)
         parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
         r->tasks->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
     }
+    if (r->sync) {
+        eddy_timesync_drop(r->sync, -1);      /* records held back are fetched again */
+        for (int i = 0; i < parts->cnt; i++) {
+            int sub = eddy_changelog_sub_of(r->cl, parts->elems[i].topic);
+            eddy_timesync_assign(r->sync, parts->elems[i].topic, parts->elems[i].partition,
+                                 ((sub < 0 ? 0 : sub) << 16) | parts->elems[i].partition);
+        }
+    }
     int rc = 0;
     if (r->conf->state) {
         eddy_state_abort(r->conf->state);
@@ -602,6 +613,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         for (int i = 0; i < parts->cnt; i++) {
             rd_kafka_topic_partition_t *p = &parts->elems[i];
             eddy_log_info("task %s[%d] assigned", p->topic, p->partition);
+            if (r->sync) {
+                int sub = eddy_changelog_sub_of(r->cl, p->topic);
+                eddy_timesync_assign(r->sync, p->topic, p->partition,
+                                     ((sub < 0 ? 0 : sub) << 16) | p->partition);
+            }
             if (r->conf->state) {
                 eddy_job_assign_partition(r->job, p->partition);
             }
@@ -645,6 +661,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             }
             if (r->dedup) {
                 eddy_dedup_forget(r->dedup, parts->elems[i].partition);
+            }
+            if (r->sync) {
+                eddy_timesync_drop(r->sync, parts->elems[i].partition);
             }
             if (r->conf->state) {
                 eddy_state_drop_partition(r->conf->state, parts->elems[i].partition);
@@ -1072,6 +1091,11 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
             rc = EDDY_ENOMEM;
             goto out;
         }
+        if (strstr(eddy_job_layout(job), "table\t") &&
+            !(r.sync = eddy_timesync_new(TIMESYNC_IDLE_MS))) {
+            rc = EDDY_ENOMEM;
+            goto out;
+        }
     }
     if (c->exactly_once) {
         /* short tries, so a stop while the brokers are away is prompt */
@@ -1146,6 +1170,20 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
         eddy_batch_reset(b);
         /* one call for up to BATCH_MAX records; rebalance callbacks are served inside */
         ssize_t got = rd_kafka_consume_batch_queue(cq, 100, raw, BATCH_MAX);
+        if (r.sync && got >= 0) {
+            /* tables: each task's records in timestamp order across its partitions */
+            for (ssize_t j = 0; j < got; j++) {
+                if (raw[j]->err) {
+                    if (raw[j]->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        eddy_log_warn("kafka: consume: %s", rd_kafka_message_errstr(raw[j]));
+                    }
+                    rd_kafka_message_destroy(raw[j]);
+                } else {
+                    eddy_timesync_push(r.sync, raw[j]);
+                }
+            }
+            got = eddy_timesync_pull(r.sync, r.consumer, raw, BATCH_MAX);
+        }
         if (r.failed) {
             for (ssize_t j = 0; j < got; j++) {
                 rd_kafka_message_destroy(raw[j]);
@@ -1309,6 +1347,7 @@ out:
                       eddy_job_name(job), (unsigned long long)eddy_dedup_skipped(r.dedup));
     }
     eddy_dedup_destroy(r.dedup);
+    eddy_timesync_destroy(r.sync);
     if (r.consumer) {
         rd_kafka_destroy(r.consumer);
     }
