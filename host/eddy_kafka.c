@@ -199,6 +199,8 @@ typedef struct run {
     eddy_changelog *cl;                      /* the stores' changelogs (stateful jobs) */
     eddy_dedup   *dedup;                     /* repartitioned records already taken */
     eddy_timesync *sync;                     /* jobs with tables: timestamp order per task */
+    rd_kafka_t   *global;                    /* global tables: every partition, no group */
+    int           global_parts;              /* partitions assigned to it */
     int           in_txn;                    /* exactly_once: a transaction is open */
     int           failed;                    /* a rebalance failed (restore): stop */
     int           stopping;                  /* the last commit: no new transaction after it */
@@ -873,6 +875,61 @@ static int ensure_topics(run *r)
     return 0;
 }
 
+#define GLOBAL_TASK (32767 << 16)    /* lua/eddy/runtime.lua: the task of global tables */
+
+/* Is @p topic a global table's (read whole by every instance, not through the group)? */
+static int is_global(const eddy_job *job, const char *topic)
+{
+    char line[600];
+    snprintf(line, sizeof line, "global\t32767\t%s", topic);
+    for (const char *p = strstr(eddy_job_layout(job), line); p; p = strstr(p + 1, line)) {
+        char end = p[strlen(line)];
+        if (end == '\n' || end == '\0') {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Global tables: a consumer of their own assigned every partition, from the
+ * offsets the state recorded (or the beginning). @returns 0 (also when the job
+ * has none), or an error with the reason in r->errstr. */
+static int global_start(run *r, rd_kafka_t *gc)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(gc, 1, NULL, &md, 10000) != 0 || !md) {
+        snprintf(r->errstr, r->errstr_size, "global tables: cannot list the topics");
+        return EDDY_EKAFKA;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    for (int i = 0; i < md->topic_cnt; i++) {
+        const char *t = md->topics[i].topic;
+        if (md->topics[i].err || !is_global(r->job, t)) {
+            continue;
+        }
+        for (int p = 0; p < md->topics[i].partition_cnt; p++) {
+            char key[600];
+            snprintf(key, sizeof key, "%s@%d", t, p);
+            int64_t off = r->conf->state ? eddy_state_meta(r->conf->state, GLOBAL_TASK, "__offsets", key) : -1;
+            rd_kafka_topic_partition_list_add(l, t, p)->offset = off >= 0 ? off : RD_KAFKA_OFFSET_BEGINNING;
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    int n = l->cnt;
+    r->global_parts = n;
+    rd_kafka_resp_err_t err = n ? rd_kafka_assign(gc, l) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (r->conf->state) {
+        eddy_state_commit(r->conf->state, r->errstr, r->errstr_size);
+    }
+    if (err) {
+        snprintf(r->errstr, r->errstr_size, "global tables: %s", rd_kafka_err2str(err));
+        return EDDY_EKAFKA;
+    }
+    eddy_log_info("global tables: reading %d partition(s) whole", n);
+    return 0;
+}
+
 /* The tasks, their positions and lags, for /status and /metrics. */
 static void report_tasks(run *r)
 {
@@ -984,7 +1041,9 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
 {
     run r = {.conf = c, .job = job, .errstr = errstr, .errstr_size = errstr_size};
     static rd_kafka_message_t *msgs[BATCH_MAX], *raw[BATCH_MAX];
-    rd_kafka_queue_t *cq = NULL;
+    rd_kafka_queue_t *cq = NULL, *gq = NULL;
+    rd_kafka_topic_partition_list_t *global_eof = NULL;   /* global partitions read to the end */
+    int global_ready = 0;
     int rc = 0;
     const char *pdefaults[] = {
         "bootstrap.servers", c->brokers, "enable.idempotence", "true",
@@ -1137,10 +1196,36 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
         goto out;
     }
 
+    if (strstr(eddy_job_layout(job), "global\t")) {
+        char ggroup[300];
+        snprintf(ggroup, sizeof ggroup, "%s-global", c->app_id);
+        const char *gdefaults[] = {
+            "bootstrap.servers", c->brokers, "group.id", ggroup, "enable.auto.commit", "false",
+            "enable.partition.eof", "true", "isolation.level", "read_committed",
+            "auto.offset.reset", "earliest", "fetch.wait.max.ms", "50", NULL};
+        rd_kafka_conf_t *gconf = rd_kafka_conf_new();
+        rd_kafka_conf_set_log_cb(gconf, log_cb);
+        rd_kafka_conf_set_error_cb(gconf, error_cb);
+        if ((rc = set_props(gconf, c, gdefaults, errstr, errstr_size)) ||
+            !(r.global = rd_kafka_new(RD_KAFKA_CONSUMER, gconf, errstr, errstr_size))) {
+            rd_kafka_conf_destroy(gconf);
+            rc = rc ? rc : EDDY_EKAFKA;
+            goto out;
+        }
+        rd_kafka_poll_set_consumer(r.global);
+        gq = rd_kafka_queue_get_consumer(r.global);
+        if ((rc = global_start(&r, r.global)) != 0) {
+            goto out;
+        }
+        global_eof = rd_kafka_topic_partition_list_new(8);
+    }
+
     int nsrc = eddy_job_nsources(job);
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(nsrc);
     for (int i = 0; i < nsrc; i++) {
-        rd_kafka_topic_partition_list_add(sub, eddy_job_source(job, i), RD_KAFKA_PARTITION_UA);
+        if (!is_global(job, eddy_job_source(job, i))) {
+            rd_kafka_topic_partition_list_add(sub, eddy_job_source(job, i), RD_KAFKA_PARTITION_UA);
+        }
     }
     rd_kafka_resp_err_t err = rd_kafka_subscribe(r.consumer, sub);
     rd_kafka_topic_partition_list_destroy(sub);
@@ -1169,20 +1254,51 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
         }
         eddy_batch_reset(b);
         /* one call for up to BATCH_MAX records; rebalance callbacks are served inside */
-        ssize_t got = rd_kafka_consume_batch_queue(cq, 100, raw, BATCH_MAX);
-        if (r.sync && got >= 0) {
-            /* tables: each task's records in timestamp order across its partitions */
-            for (ssize_t j = 0; j < got; j++) {
-                if (raw[j]->err) {
-                    if (raw[j]->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        eddy_log_warn("kafka: consume: %s", rd_kafka_message_errstr(raw[j]));
+        ssize_t got = 0;
+        if (gq) {
+            /* global tables first: read to the end before anything else, then kept up to date */
+            ssize_t g = rd_kafka_consume_batch_queue(gq, global_ready ? 0 : 100, raw, BATCH_MAX);
+            for (ssize_t j = 0; j < g; j++) {
+                rd_kafka_message_t *m = raw[j];
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && !global_ready && m->rkt) {
+                    const char *tn = rd_kafka_topic_name(m->rkt);
+                    if (!rd_kafka_topic_partition_list_find(global_eof, tn, m->partition)) {
+                        rd_kafka_topic_partition_list_add(global_eof, tn, m->partition);
                     }
-                    rd_kafka_message_destroy(raw[j]);
+                    rd_kafka_message_destroy(m);
+                } else if (m->err) {
+                    if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        eddy_log_warn("kafka: global table: %s", rd_kafka_message_errstr(m));
+                    }
+                    rd_kafka_message_destroy(m);
                 } else {
-                    eddy_timesync_push(r.sync, raw[j]);
+                    raw[got++] = m;
                 }
             }
-            got = eddy_timesync_pull(r.sync, r.consumer, raw, BATCH_MAX);
+            if (!global_ready && global_eof->cnt >= r.global_parts) {
+                global_ready = 1;
+                eddy_log_info("global tables: read to the end of %d partition(s); processing "
+                              "the job's sources", r.global_parts);
+            }
+        }
+        if (!gq || global_ready) {
+            ssize_t g2 = rd_kafka_consume_batch_queue(cq, got > 0 ? 0 : 100, raw + got,
+                                                      (size_t)(BATCH_MAX - got));
+            if (r.sync && g2 >= 0) {
+                /* tables: each task's records in timestamp order across its partitions */
+                for (ssize_t j = got; j < got + g2; j++) {
+                    if (raw[j]->err) {
+                        if (raw[j]->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                            eddy_log_warn("kafka: consume: %s", rd_kafka_message_errstr(raw[j]));
+                        }
+                        rd_kafka_message_destroy(raw[j]);
+                    } else {
+                        eddy_timesync_push(r.sync, raw[j]);
+                    }
+                }
+                g2 = eddy_timesync_pull(r.sync, r.consumer, raw + got, (size_t)(BATCH_MAX - got));
+            }
+            got += g2 > 0 ? g2 : 0;
         }
         if (r.failed) {
             for (ssize_t j = 0; j < got; j++) {
@@ -1339,6 +1455,16 @@ out_noncommit:
 out:
     if (cq) {
         rd_kafka_queue_destroy(cq);
+    }
+    if (gq) {
+        rd_kafka_queue_destroy(gq);
+    }
+    if (r.global) {
+        rd_kafka_consumer_close(r.global);
+        rd_kafka_destroy(r.global);
+    }
+    if (global_eof) {
+        rd_kafka_topic_partition_list_destroy(global_eof);
     }
     eddy_runner_destroy(r.runner);
     eddy_changelog_destroy(r.cl);

@@ -242,7 +242,21 @@ end
 --- The stream must be co-partitioned with the table's topic (same key, same
 --- partition count; no key change before the join). Records with a nil key or
 --- value, or no table value (inner join), produce nothing.
-local function stream_table_join(self, tbl, fn, left, method)
+local function stream_table_join(self, tbl, fn, left, method, key_fn)
+    if getmetatable(tbl) == Table and tbl.node and tbl.node.kind == "global_table" then
+        -- a global table holds every partition: no co-partitioning, any key may be looked up
+        check_fn(fn, method)
+        if key_fn ~= nil then check_fn(key_fn, method .. " key") end
+        if tbl.job ~= self.job then error(method .. ": the table belongs to another job", 3) end
+        local node = new_node(self.job, "join_table", { self.node }, { fn = fn, left = left,
+            table_store = tbl.node.store, table_key = tbl.node.key_serde, global = true,
+            key_fn = key_fn, key_changed = self.node.key_changed })
+        return new_stream(self.job, node)
+    end
+    if key_fn ~= nil then
+        error(("stream:%s: a key function is for global tables (job:global_table); a table "
+            .. "is joined on the record's key"):format(method), 3)
+    end
     if getmetatable(tbl) ~= Table or not tbl.node or tbl.node.kind ~= "table" then
         if getmetatable(tbl) == Stream then
             error(("stream:%s(other_stream, ...): stream-stream joins within windows are not "
@@ -268,8 +282,8 @@ local function stream_table_join(self, tbl, fn, left, method)
     return new_stream(self.job, node)
 end
 
-function stream_methods:join(tbl, fn) return stream_table_join(self, tbl, fn, false, "join") end
-function stream_methods:left_join(tbl, fn) return stream_table_join(self, tbl, fn, true, "left_join") end
+function stream_methods:join(tbl, fn, key_fn) return stream_table_join(self, tbl, fn, false, "join", key_fn) end
+function stream_methods:left_join(tbl, fn, key_fn) return stream_table_join(self, tbl, fn, true, "left_join", key_fn) end
 
 --- The table's changes as a stream (key, new value); windowed results carry rec.window.
 function Table:to_stream()
@@ -366,6 +380,19 @@ function Job:table(topic, opts)
     return setmetatable({ job = self, node = node }, Table)
 end
 
+--- A topic read whole by every instance (Kafka Streams' GlobalKTable): every
+--- partition's latest value per key, in one store, read to the end of the topic
+--- before the job processes anything else and kept up to date as it runs.
+--- Streams join it through any key: stream:join(g, fn, function(k, v) return lookup_key end).
+function Job:global_table(topic, opts)
+    local t = self:table(topic, opts)
+    t.node.kind = "global_table"
+    if not (opts and opts.store) then
+        t.node.store = "global-" .. topic
+    end
+    return t
+end
+
 --- An example that gates every load of this script: the input records run
 --- through the real engine (file mode, a scratch state) and the outputs must be
 --- exactly `output` = { topic = { {k, v}, ... } }; otherwise the version is
@@ -414,6 +441,7 @@ end
 local function node_label(job, n)
     if n.kind == "source" then return "source " .. table.concat(n.topics, ", ") end
     if n.kind == "table" then return "table " .. n.topics[1] .. " [" .. n.store .. "]" end
+    if n.kind == "global_table" then return "global table " .. n.topics[1] .. " [" .. n.store .. "]" end
     if n.kind == "join_table" then return (n.left and "left_join" or "join") .. " [" .. n.table_store .. "]" end
     if n.kind == "sink" then return "to " .. n.topic end
     if n.kind == "branch_out" then return "branch #" .. n.index end
@@ -444,7 +472,7 @@ function _M.picture(job, format)
             lines[#lines + 1] = "  end"
         end
         for _, n in ipairs(job.nodes) do
-            if n.kind == "source" or n.kind == "table" then
+            if n.kind == "source" or n.kind == "table" or n.kind == "global_table" then
                 for _, t in ipairs(n.topics) do
                     lines[#lines + 1] = ('  t_%s[("%s")] --> n%d'):format(t:gsub("[^%w]", "_"), esc(t), n.id)
                 end
@@ -469,7 +497,7 @@ function _M.picture(job, format)
         lines[#lines + 1] = "  }"
     end
     for _, n in ipairs(job.nodes) do
-        if n.kind == "source" or n.kind == "table" then
+        if n.kind == "source" or n.kind == "table" or n.kind == "global_table" then
             for _, t in ipairs(n.topics) do
                 lines[#lines + 1] = ('  "topic:%s" [shape=cds, label="%s"]; "topic:%s" -> n%d;'):format(esc(t), esc(t), esc(t), n.id)
             end
@@ -498,6 +526,7 @@ function _M.describe(job)
         if n.kind == "source" then what = "source " .. table.concat(n.topics, ", ") end
         local full = job.nodes[n.id]
         if n.kind == "table" then what = "table " .. full.topics[1] .. " [" .. full.store .. "]" end
+        if n.kind == "global_table" then what = "global table " .. full.topics[1] .. " [" .. full.store .. "]" end
         if n.kind == "join_table" then
             what = (full.left and "left_join" or "join") .. " [" .. full.table_store .. "]"
         end

@@ -49,6 +49,12 @@ void eddy_batch_emit(eddy_batch_view *b, int32_t sink, const char *k, int32_t kl
 ]]
 
 local C = ffi.C
+
+-- The task that holds global tables (job:global_table): sub-topology 32767, partition 0,
+-- state under <state-dir>/<app>/32767_0; never a Kafka task, so never logged.
+local GLOBAL_SUB = 32767
+local GLOBAL_TASK = GLOBAL_SUB * 65536
+_M.GLOBAL_TASK = GLOBAL_TASK
 _M.STAGE_DESERIALIZE, _M.STAGE_PROCESS, _M.STAGE_SERIALIZE = 1, 2, 3
 
 local EMPTY_HEADERS = setmetatable({}, { __newindex = function() error("rec.headers is read-only", 2) end })
@@ -211,8 +217,8 @@ local function store_kinds(job)
             else
                 kinds[n.store] = "key-value (" .. n.agg .. ")"
             end
-        elseif n.kind == "table" then
-            kinds[n.store] = "key-value (table " .. n.topics[1] .. ")"
+        elseif n.kind == "table" or n.kind == "global_table" then
+            kinds[n.store] = "key-value (" .. n.kind .. " " .. n.topics[1] .. ")"
         elseif n.kind == "process" and type(n.stores) == "table" then
             for k, v in pairs(n.stores) do
                 kinds[type(k) == "string" and k or tostring(v)] = "key-value (process)"
@@ -236,7 +242,9 @@ function _M.layout(job, app_id)
             lines[#lines + 1] = "family\t" .. key
         end
     end
-    for _, s in ipairs(job.sources) do lines[#lines + 1] = "source\t0\t" .. s.topic end
+    for _, s in ipairs(job.sources) do
+        if s.node.kind ~= "global_table" then lines[#lines + 1] = "source\t0\t" .. s.topic end
+    end
     for sub = 0, (job.nsubtopologies or 0) do fam(sub, "__task-" .. sub) end
     for _, n in ipairs(job.nodes) do
         local sub = n.subtopology or 0
@@ -247,6 +255,8 @@ function _M.layout(job, app_id)
         elseif n.kind == "table" then
             fam(sub, n.store)
             lines[#lines + 1] = ("table\t%d\t%s"):format(sub, n.topics[1])
+        elseif n.kind == "global_table" then
+            lines[#lines + 1] = ("global\t%d\t%s"):format(GLOBAL_SUB, n.topics[1])
         elseif n.kind == "process" then
             for _, sname in ipairs(n.store_names or {}) do fam(sub, sname) end
             fam(sub, n.pname or ("process-" .. n.id))
@@ -587,10 +597,45 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
         end
     end
 
+    -- job:global_table(topic): one store for every partition, in the task GLOBAL_TASK
+    function builders.global_table(node, nxt)
+        local store = S:store(node.store)
+        local kenc = node.key_serde.encode
+        return function(k, v, rec, ts)
+            if k == nil then B.nil_keys = B.nil_keys + 1; return end
+            local saved = S.task
+            S.task = GLOBAL_TASK
+            local kb = kenc(k)
+            if v == nil then store:delete(kb) else store:put(kb, v) end
+            S.task = saved
+            return nxt(k, v, rec, ts)
+        end
+    end
+
     -- stream:join / left_join(table, fn): the table's value for the record's key now
     function builders.join_table(node, nxt)
         local store = S:store(node.table_store)
         local kenc, fn, left = node.table_key.encode, node.fn, node.left
+        if node.global then
+            local key_fn = node.key_fn
+            return function(k, v, rec, ts)
+                if v == nil then return end
+                local lk = k
+                if key_fn then lk = key_fn(k, v) end
+                local tv
+                if lk ~= nil then
+                    local saved = S.task
+                    S.task = GLOBAL_TASK
+                    tv = store:get(kenc(lk))
+                    S.task = saved
+                elseif k == nil then
+                    B.nil_keys = B.nil_keys + 1
+                    return
+                end
+                if tv == nil and not left then return end
+                return nxt(k, fn(v, tv, k), rec, ts)
+            end
+        end
         return function(k, v, rec, ts)
             if k == nil then B.nil_keys = B.nil_keys + 1; return end   -- dropped, as KS < 3.7
             if v == nil then return end
@@ -629,7 +674,8 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
     for i, s in ipairs(job.sources) do
         local node = s.node
         srcs[i - 1] = { topic = s.topic, push = compile(node), kdec = node.key_serde.decode,
-            vdec = node.value_serde.decode, tsx = node.timestamp, sub = 0 }
+            vdec = node.value_serde.decode, tsx = node.timestamp, sub = 0,
+            global = node.kind == "global_table" or nil }
     end
     for _, node in ipairs(job.nodes) do compile(node) end     -- every node, internal sources too
 
@@ -670,10 +716,18 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
                 if src.tsx then rec.ts = check_ts(src.tsx(k, v, rec), "the source's timestamp extractor") end
             end
             if S then
-                local task = src.sub + r.partition
-                S.task = task
-                S.advance(task, rec.ts)
-                if kafka then S.note_offset(task, src.topic, tonumber(r.offset) + 1) end
+                if src.global then
+                    -- a global table: its own task; no stream time; offsets per partition
+                    S.task = GLOBAL_TASK
+                    if kafka then
+                        S.note_offset(GLOBAL_TASK, src.topic .. "@" .. r.partition, tonumber(r.offset) + 1)
+                    end
+                else
+                    local task = src.sub + r.partition
+                    S.task = task
+                    S.advance(task, rec.ts)
+                    if kafka then S.note_offset(task, src.topic, tonumber(r.offset) + 1) end
+                end
             end
             src.push(k, v, rec, rec.ts)
             if S and S.after_record then S.after_record() end    -- timers made due (eddy.processor)
