@@ -18,6 +18,14 @@
 --   5. Kafka mode (eddy broker): orders left-joined with customers; a restart on an empty
 --      --state-dir restores the table from its changelog; a table topic whose partition
 --      count differs from the stream's stops `eddy run` with exit 1 naming both.
+--   6. Global tables (job:global_table, Kafka Streams' GlobalKTable): file mode (orders of
+--      every partition join products of other partitions through key_fn; a missing product,
+--      a tombstone, nil keys and values; key changes and a repartition before the join; the
+--      store in the pseudo-task 32767_0); load errors (key_fn with a job:table); Kafka mode
+--      (eddy broker, products 2 partitions, orders 4): the whole topic read before the
+--      orders, an update seen by a later order, a restart on the same state dir reads only
+--      what is new, an empty state dir reads the topic again, --threads 2 workers each read
+--      every partition.
 local h = require "helper"
 local cjson = require "cjson"
 local testing = require "eddy.testing"
@@ -806,5 +814,391 @@ return job
         assert.are.equal(200, #out)
         assert.are.equal(0, missing, "orders processed before their (older) customer")
         assert.are.equal(0, p:stop("TERM", 15), p:stderr())
+    end)
+end)
+
+-- ===========================================================================================
+-- 6. Global tables (job:global_table, Kafka Streams' GlobalKTable)
+-- ===========================================================================================
+
+-- Orders keyed by customer, products keyed by SKU: the join looks the product up by the
+-- order's SKU (key_fn), whatever partition the order and the product are in.
+local GLOBAL_JOB = [[
+local job = eddy.job { name = "%s" }
+local products = job:global_table("%s", { value = "json" })
+local orders = job:source("%s", { value = "json" })
+local function sku(k, v) return v.sku end
+orders:join(products, function(o, p, k) return o.id .. ":" .. p.name .. ":" .. tostring(k) end, sku)
+      :to("inner")
+orders:left_join(products, function(o, p, k) return o.id .. ":" .. (p and p.name or "-") .. ":" .. tostring(k) end, sku)
+      :to("left")
+return job
+]]
+
+describe("global tables", function()
+    -- the store of a global table, from `eddy stores`: { [key] = value } and the tasks seen
+    local function global_store(script, state, store)
+        local code, dump, err = h.eddy({ "stores", script, store, "--state-dir", state })
+        assert.are.equal(0, code, err)
+        local entries, tasks, n = {}, {}, 0
+        for line in dump:gmatch("[^\n]+") do
+            local e = cjson.decode(line)
+            entries[e.key] = e.value
+            tasks[e.task] = true
+            n = n + 1
+        end
+        return entries, tasks, n
+    end
+
+    it("file mode: orders of every partition join products of other partitions through key_fn; "
+        .. "a missing product, a tombstone, nil keys; the store is in task 32767_0", function()
+        local function o(p, key, id, sku, ts)
+            return { topic = "orders", partition = p, key = key, ts = ts,
+                value = id and cjson.encode({ id = id, sku = sku }) or nil }
+        end
+        local function prod(p, key, name, ts)
+            return { topic = "products", partition = p, key = key, ts = ts,
+                value = name and cjson.encode({ name = name }) or nil }
+        end
+        local r = run(GLOBAL_JOB:format("gt-file", "products", "orders"), {
+            prod(1, "sku-1", "Tea", 1), prod(0, "sku-2", "Mug", 2), prod(1, "sku-3", "Pot", 3),
+            prod(0, nil, "Ghost", 4),              -- a product without a key: skipped
+            o(3, "u1", "o1", "sku-1", 10),         -- order in partition 3, product in 1
+            o(0, "u2", "o2", "sku-2", 11),
+            o(2, "u3", "o3", "sku-9", 12),         -- no such product: left join only
+            prod(1, "sku-1", nil, 13),             -- a tombstone deletes sku-1
+            o(1, "u4", "o4", "sku-1", 14),         -- ... so this one finds nothing
+            prod(0, "sku-2", "Big mug", 15),       -- an update: later orders see it
+            o(2, "u5", "o5", "sku-2", 16),
+            o(1, "u6", "o6", nil, 17),             -- key_fn gives nil: inner drops, left joins nil
+            o(3, nil, "o7", "sku-3", 18),          -- a nil stream key, a lookup key: joined
+            o(0, "u8", nil, nil, 19),              -- a nil value: dropped by both
+            o(1, nil, "o9", nil, 20),              -- a nil key and no lookup key: dropped by both
+        }, { "--partitions", "4" }, { keep_state = true })
+        local ok, err = pcall(function()
+            assert_clean(r)
+            local inner, left = {}, {}
+            for _, e in ipairs(r.out) do
+                table.insert(e.topic == "inner" and inner or left, { key = e.key, value = e.payload, ts = e.ts })
+            end
+            assert.are.same({
+                { key = "u1", value = "o1:Tea:u1", ts = 10 }, { key = "u2", value = "o2:Mug:u2", ts = 11 },
+                { key = "u5", value = "o5:Big mug:u5", ts = 16 }, { key = nil, value = "o7:Pot:nil", ts = 18 },
+            }, inner)
+            assert.are.same({
+                { key = "u1", value = "o1:Tea:u1", ts = 10 }, { key = "u2", value = "o2:Mug:u2", ts = 11 },
+                { key = "u3", value = "o3:-:u3", ts = 12 }, { key = "u4", value = "o4:-:u4", ts = 14 },
+                { key = "u5", value = "o5:Big mug:u5", ts = 16 }, { key = "u6", value = "o6:-:u6", ts = 17 },
+                { key = nil, value = "o7:Pot:nil", ts = 18 },
+            }, left)
+            assert.are.same({ inn = 15, out = 11, errors = 0, dlq = 0 }, r.summary)
+            -- one store for every partition, in the pseudo-task 32767_0, the tombstone applied
+            local entries, tasks, n = global_store(r.script, r.dir .. "/state", "global-products")
+            assert.are.same({ ["sku-2"] = { name = "Big mug" }, ["sku-3"] = { name = "Pot" } }, entries)
+            assert.are.same({ ["32767_0"] = true }, tasks)
+            assert.are.equal(2, n)
+        end)
+        os.execute("rm -rf " .. h.q(r.dir))
+        if not ok then error(err, 0) end
+    end)
+
+    it("file mode: no co-partitioning — a key change before the join, a stream out of a repartition, "
+        .. "the default lookup key, a store name of one's own", function()
+        local script = [[
+local job = eddy.job { name = "gt-rekey" }
+local products = job:global_table("products", { value = "json", store = "catalog" })
+job:source("orders", { value = "json" })
+   :select_key(function(k, v) return v.sku end)
+   :join(products, function(o, p, k) return o.id .. "@" .. k .. ":" .. p.name end)
+   :to("by-sku")
+job:source("clicks", { value = "json" })
+   :group_by(function(k, v) return v.sku end)
+   :count { store = "clicks-per-sku" }
+   :to_stream()
+   :left_join(products, function(n, p, k) return k .. "=" .. n .. ":" .. (p and p.name or "-") end)
+   :to("click-counts")
+return job
+]]
+        local code, out, cerr = check(script)
+        assert.are.equal(0, code, cerr)
+        assert.is_truthy(out:find("global table products [catalog]", 1, true), out)
+        assert.is_truthy(out:find("join [catalog]", 1, true), out)
+        assert.is_truthy(out:find("left_join [catalog]", 1, true), out)
+        local r = run(script, {
+            { topic = "products", partition = 0, key = "sku-1", value = '{"name":"Tea"}', ts = 1 },
+            { topic = "products", partition = 1, key = "sku-2", value = '{"name":"Mug"}', ts = 2 },
+            { topic = "orders", partition = 0, key = "u1", value = '{"id":"o1","sku":"sku-2"}', ts = 3 },
+            { topic = "orders", partition = 3, key = "u2", value = '{"id":"o2","sku":"sku-1"}', ts = 4 },
+            { topic = "orders", partition = 1, key = "u3", value = '{"id":"o3","sku":"sku-7"}', ts = 5 },
+            { topic = "clicks", partition = 2, key = "u1", value = '{"sku":"sku-1"}', ts = 6 },
+            { topic = "clicks", partition = 1, key = "u2", value = '{"sku":"sku-1"}', ts = 7 },
+            { topic = "clicks", partition = 0, key = "u3", value = '{"sku":"sku-7"}', ts = 8 },
+        }, { "--partitions", "4" }, { keep_state = true })
+        local ok, err = pcall(function()
+            assert_clean(r)
+            local got = {}
+            for _, e in ipairs(r.out) do
+                got[e.topic] = got[e.topic] or {}
+                table.insert(got[e.topic], { key = e.key, value = e.payload, ts = e.ts })
+            end
+            assert.are.same({
+                ["by-sku"] = { { key = "sku-2", value = "o1@sku-2:Mug", ts = 3 }, { key = "sku-1", value = "o2@sku-1:Tea", ts = 4 } },
+                ["click-counts"] = { { key = "sku-1", value = "sku-1=1:Tea", ts = 6 }, { key = "sku-1", value = "sku-1=2:Tea", ts = 7 },
+                                     { key = "sku-7", value = "sku-7=1:-", ts = 8 } },
+            }, got)
+            local entries, tasks = global_store(r.script, r.dir .. "/state", "catalog")
+            assert.are.same({ ["sku-1"] = { name = "Tea" }, ["sku-2"] = { name = "Mug" } }, entries)
+            assert.are.same({ ["32767_0"] = true }, tasks)
+        end)
+        os.execute("rm -rf " .. h.q(r.dir))
+        if not ok then error(err, 0) end
+    end)
+
+    it("file mode: an error in the join function or in key_fn dead-letters the stream record", function()
+        local r = run([[
+local job = eddy.job { name = "gt-err" }
+local g = job:global_table("products")
+job:source("orders")
+   :left_join(g, function(v, p, k) if v == "boom" then error("bad join") end return v .. "/" .. tostring(p) end,
+              function(k, v) if v == "kboom" then error("bad key") end return k end)
+   :to("out")
+return job
+]], { { topic = "products", key = "a", value = "A", ts = 1 },
+      { topic = "orders", key = "a", value = "ok", ts = 2 },
+      { topic = "orders", key = "a", value = "boom", ts = 3 },
+      { topic = "orders", key = "a", value = "kboom", ts = 4 },
+      { topic = "orders", key = "b", value = "ok", ts = 5 } })
+        assert.are.equal(0, r.code, r.stderr)
+        assert.are.same({ { key = "a", value = "ok/A", ts = 2 }, { key = "b", value = "ok/nil", ts = 5 } }, strip(r.out))
+        assert.are.equal(2, #r.dlq)
+        assert.are.same({ "boom", "kboom" }, { r.dlq[1].payload, r.dlq[2].payload })
+        assert.is_truthy(tostring(h.header(r.dlq[1], "eddy.error")):find("job.lua:5: bad join", 1, true))
+        assert.is_truthy(tostring(h.header(r.dlq[2], "eddy.error")):find("job.lua:6: bad key", 1, true))
+    end)
+
+    describe("errors at load time", function()
+        for _, method in ipairs({ "join", "left_join" }) do
+            it(("a key function with a job:table (%s) is refused: it is for global tables"):format(method), function()
+                local script = ([[
+local job = eddy.job { name = "bad" }
+local t = job:table("customers")
+job:source("orders")
+   :%s(t, function(o, c) return o end, function(k, v) return v end)
+   :to("out")
+return job
+]]):format(method)
+                local code, _, err = check(script)
+                assert.are.equal(1, code)
+                assert.is_truthy(err:find(("stream:%s: a key function is for global tables (job:global_table)"):format(method), 1, true), err)
+                assert.is_truthy(err:find("job.lua:5", 1, true), err)
+                local r = run(script, { { topic = "orders", key = "k", value = "v" } })
+                assert.are.equal(1, r.code)
+                assert.is_truthy(r.stderr:find("a key function is for global tables", 1, true), r.stderr)
+                assert.are.same({}, r.out)
+            end)
+        end
+
+        it("a key function that is not a function, or a global table's topic used as a source, is refused", function()
+            local code, _, err = check([[
+local job = eddy.job { name = "bad" }
+local g = job:global_table("products")
+job:source("orders")
+   :join(g, function(o, p) return o end, "sku")
+   :to("out")
+return job
+]])
+            assert.are.equal(1, code)
+            assert.is_truthy(err:find("join key: expected a function", 1, true), err)
+            assert.is_truthy(err:find("job.lua:5", 1, true), err)
+            code, _, err = check([[
+local job = eddy.job { name = "bad" }
+local g = job:global_table("products")
+job:source("products"):to("copy")
+return job
+]])
+            assert.are.equal(1, code)
+            assert.is_truthy(err:find('topic "products" is already a source', 1, true), err)
+        end)
+    end)
+
+    describe("in Kafka mode (eddy broker): products with 2 partitions, orders with 4", function()
+        local K = require "kafka_helper"
+        local dir, broker, brokers, procs
+
+        setup(function()
+            dir = h.tmpdir()
+            procs = {}
+            broker, brokers = K.start_broker(dir, { { "g-products", 2 }, { "g-orders", 4 }, { "g-enriched", 4 },
+                { "g-enriched-2", 4 } })
+        end)
+
+        teardown(function()
+            for _, p in ipairs(procs) do p:kill() end
+            if broker then broker:kill() end
+            os.execute("rm -rf " .. h.q(dir))
+        end)
+
+        local GLOBAL_KAFKA_JOB = [[
+local job = eddy.job { name = "%s" }
+local products = job:global_table("g-products", { value = "json" })
+job:source("g-orders", { value = "json" })
+   :left_join(products, function(o, p, k)
+      return { order = o.id, sku = o.sku, name = p and p.name or eddy.null, rev = p and p.rev or eddy.null }
+   end, function(k, o) return o.sku end)
+   :to("%s", { value = "json" })
+return job
+]]
+        local catalog = {}         -- the products as the job should see them: sku -> {name, rev}
+        local norders = 0
+
+        it("reads the whole topic before the orders, keeps up with it, resumes after a restart; "
+            .. "an empty state dir reads it again", function()
+            local script = h.script(dir, "global.lua", PRE .. GLOBAL_KAFKA_JOB:format("global-enrich", "g-enriched"))
+            local T0 = 1710237600000         -- the products as the job should see them: sku -> {name, rev}
+            local function product(sku, rev, ts)
+                catalog[sku] = rev and { name = "P " .. sku, rev = rev } or nil
+                return { topic = "g-products", key = sku, ts = ts, partition = h.partition_for(sku, 2),
+                    value = rev and cjson.encode(catalog[sku]) or nil }
+            end
+            local want = {}            -- order id -> the expected enriched value
+            local function order(i, sku, ts)
+                local id, c = ("o-%02d"):format(i), catalog[sku]
+                want[id] = { order = id, sku = sku, name = c and c.name or cjson.null, rev = c and c.rev or cjson.null }
+                local key = ("u-%02d"):format(i)
+                return { topic = "g-orders", key = key, ts = ts, partition = h.partition_for(key, 4),
+                    value = cjson.encode({ id = id, sku = sku }) }
+            end
+            local function sku(i) return ("sku-%02d"):format((i - 1) % 30 + 1) end
+            local function check_outputs(n, proc)
+                local out = K.wait_records(brokers, "g-enriched", n, 30, proc)
+                assert.are.equal(n, #out, "each order enriched once")
+                local seen = {}
+                for _, e in ipairs(out) do
+                    local v = cjson.decode(e.payload)
+                    assert.is_nil(seen[v.order], "a second output for " .. v.order)
+                    seen[v.order] = true
+                    assert.are.same(want[v.order], v, "order " .. v.order)
+                end
+                return out
+            end
+
+            -- before eddy starts: 30 products, an update and a tombstone (2 partitions), then
+            -- 40 orders (4 partitions) whose timestamps are all OLDER than the products': a
+            -- timestamp-ordered read would take the orders first; the global table is read
+            -- to its end before any order
+            local products = {}
+            for i = 1, 30 do products[#products + 1] = product(sku(i), 1, T0 + 100000 + i) end
+            products[#products + 1] = product("sku-02", 2, T0 + 100100)
+            products[#products + 1] = product("sku-30", nil, T0 + 100101)
+            K.produce(brokers, products, dir)
+            local orders = {}
+            for i = 1, 40 do orders[#orders + 1] = order(i, sku(i), T0 + i) end
+            K.produce(brokers, orders, dir)
+
+            local extra = { "--commit-interval", "200" }
+            local p1 = K.start_eddy(dir, "global-1", script, brokers, { "--state-dir", dir .. "/state-a", table.unpack(extra) })
+            procs[#procs + 1] = p1
+            local out = check_outputs(40, p1)
+            local nulls = 0
+            for _, e in ipairs(out) do
+                if cjson.decode(e.payload).name == cjson.null then nulls = nulls + 1 end
+            end
+            assert.are.equal(1, nulls, "only the order of the deleted product (sku-30) has no product")
+            local log = p1:stderr()
+            local ready = log:find("global tables: read to the end of 2 partition(s)", 1, true)
+            local first_task = log:find("task g-orders[", 1, true)
+            assert.is_truthy(ready and first_task and ready < first_task, log)
+
+            -- running: an update of a product, then (once the store has it) a new order
+            K.produce(brokers, { product("sku-05", 3, T0 + 200000) }, dir)
+            K.wait_for("the update in the global store", 15, function()
+                local entries = global_store(script, dir .. "/state-a", "global-g-products")
+                return entries["sku-05"] and entries["sku-05"].rev == 3, cjson.encode(entries["sku-05"])
+            end, 0.1)
+            K.produce(brokers, { order(41, "sku-05", T0 + 41) }, dir)
+            check_outputs(41, p1)
+            assert.are.equal(0, p1:stop("TERM", 15), p1:stderr())
+            -- 32 + 40 + the update and the order
+            assert.are.same({ inn = 74, out = 41, errors = 0, dlq = 0 }, summary(p1:stderr()))
+
+            -- restart on the SAME state dir: the topic's read positions were kept with the
+            -- state: only the new order is read, nothing is emitted twice
+            K.produce(brokers, { order(42, "sku-05", T0 + 42) }, dir)
+            local p2 = K.start_eddy(dir, "global-2", script, brokers, { "--state-dir", dir .. "/state-a", table.unpack(extra) })
+            procs[#procs + 1] = p2
+            check_outputs(42, p2)
+            assert.are.equal(0, p2:stop("TERM", 15), p2:stderr())
+            assert.are.same({ inn = 1, out = 1, errors = 0, dlq = 0 }, summary(p2:stderr()),
+                "the global topic was not read again")
+
+            -- restart on an EMPTY state dir: no changelog to restore it from, the whole topic is
+            -- read again (33 records) before the new order
+            K.produce(brokers, { order(43, "sku-05", T0 + 43), order(44, "sku-30", T0 + 44) }, dir)
+            local p3 = K.start_eddy(dir, "global-3", script, brokers, { "--state-dir", dir .. "/state-b", table.unpack(extra) })
+            procs[#procs + 1] = p3
+            check_outputs(44, p3)
+            assert.are.equal(0, p3:stop("TERM", 15), p3:stderr())
+            assert.are.same({ inn = 35, out = 2, errors = 0, dlq = 0 }, summary(p3:stderr()))
+            local entries, tasks, n = global_store(script, dir .. "/state-b", "global-g-products")
+            assert.are.same(catalog, entries)
+            assert.are.equal(29, n)
+            assert.are.same({ ["32767_0"] = true }, tasks)
+            assert.are.equal(44, #K.consume(brokers, "g-enriched"), "nothing more after the stops")
+
+            -- the global table is not logged: no changelog of its store, nothing for its task
+            local topics = {}
+            local p = assert(io.popen(("%s -L -b %s 2>/dev/null"):format(K.KCAT, h.q(brokers))))
+            for t in p:read("*a"):gmatch('topic "([^"]+)"') do topics[t] = true end
+            p:close()
+            assert.is_nil(topics["global-enrich-global-g-products-changelog"])
+            if topics["global-enrich-__task-32767-changelog"] then
+                assert.are.same({}, K.consume(brokers, "global-enrich-__task-32767-changelog"))
+            end
+            norders = 44
+        end)
+
+        -- needs the topics the test above filled: 33 product records, 44 orders
+        it("--threads 2: every worker reads every partition of the global topic, whichever orders it has", function()
+            assert.are.equal(44, norders, "the test above ran")
+            local script = h.script(dir, "global2.lua", PRE .. GLOBAL_KAFKA_JOB:format("global-two", "g-enriched-2"))
+            local p = K.start_eddy(dir, "global-two", script, brokers, { "--state-dir", dir .. "/state-two",
+                "--threads", "2", "--commit-interval", "200" })
+            procs[#procs + 1] = p
+            local out = K.wait_records(brokers, "g-enriched-2", 44, 30, p)
+            local seen = {}
+            for _, e in ipairs(out) do
+                local v = cjson.decode(e.payload)
+                local c = catalog[v.sku]
+                -- every order read after the whole table: each sees the products' final state
+                assert.are.same({ order = v.order, sku = v.sku, name = c and c.name or cjson.null,
+                    rev = c and c.rev or cjson.null }, v)
+                seen[v.order] = true
+            end
+            local n = 0
+            for _ in pairs(seen) do n = n + 1 end
+            assert.are.equal(44, n)
+            K.wait_for("both workers' tasks", 20, function()
+                local log = p:stderr()
+                return log:find("eddy[w1]: task g-orders[", 1, true) and log:find("eddy[w2]: task g-orders[", 1, true)
+            end, 0.1)
+            -- stop once every order's offset is committed: a stop with offsets still to commit
+            -- while the other worker leaves the group waits for the rebalance (up to 6 s)
+            K.wait_for("the orders' offsets committed", 20, function()
+                local off = K.offsets(brokers, "global-two", { { "g-orders", 4 } })["g-orders"]
+                for q = 0, 3 do
+                    if not off[q] or off[q].committed ~= off[q].high then return nil, cjson.encode(off) end
+                end
+                return true
+            end, 0.2)
+            assert.are.equal(0, p:stop("TERM", 15), p:stderr())
+            local log, ins = p:stderr(), {}
+            for w in ("12"):gmatch("%d") do
+                assert.is_truthy(log:find("eddy[w" .. w .. "]: global tables: read to the end of 2 partition(s)", 1, true), log)
+                local i = log:match("eddy%[w" .. w .. "%]: job global%-two: (%d+) record%(s%) in")
+                ins[#ins + 1] = tonumber(i)
+                assert.is_truthy(ins[#ins] and ins[#ins] >= 33, log)     -- the 33 product records each
+            end
+            assert.is_truthy(ins[1] + ins[2] >= 66 + 44, log)
+        end)
     end)
 end)

@@ -287,6 +287,10 @@ function stream_methods:left_join(tbl, fn, key_fn) return stream_table_join(self
 
 --- The table's changes as a stream (key, new value); windowed results carry rec.window.
 function Table:to_stream()
+    if self.node.kind == "global_table" then
+        error("to_stream: a global table has no stream of changes (every instance reads all of "
+            .. "it: each would emit every change); read its topic as a source instead", 2)
+    end
     return new_stream(self.job, new_node(self.job, "to_stream", { self.node }, { key_changed = false }))
 end
 
@@ -350,34 +354,41 @@ function Job:source(topics, opts)
     return new_stream(self, node)
 end
 
---- A topic read as a table (Kafka Streams' builder.table): the latest value per
---- key in an LMDB store (a nil value deletes the key), logged and restored like
---- every store. opts: key, value (serdes), store (default "table-<topic>").
-function Job:table(topic, opts)
-    if type(topic) ~= "string" then error("table: a topic name is required", 2) end
+-- A table node of `kind` ("table" or "global_table") reading `topic`; errors are
+-- raised at the script's call (level 3: the caller of Job:table / Job:global_table).
+local function new_table(self, topic, opts, kind, what, default_store)
+    if type(topic) ~= "string" then error(what .. ": a topic name is required", 3) end
     opts = opts or {}
-    if type(opts) ~= "table" then error("table: options must be a table", 2) end
-    check_topic(topic, "table")
-    local store = opts.store or ("table-" .. topic)
+    if type(opts) ~= "table" then error(what .. ": options must be a table", 3) end
+    check_topic(topic, what)
+    local store = opts.store or (default_store .. topic)
     if type(store) ~= "string" or not store:match("^[%w%._%-]+$") then
-        error("table: store must be a name ([A-Za-z0-9._-])", 2)
+        error(what .. ": store must be a name ([A-Za-z0-9._-])", 3)
     end
     for _, s in ipairs(self.sources) do
         if s.topic == topic then
-            error(("table: topic %q is already a source of this job (at %s)"):format(topic, s.node.line), 2)
+            error(("%s: topic %q is already a source of this job (at %s)"):format(what, topic, s.node.line), 3)
         end
     end
     for _, n in ipairs(self.nodes) do
         if n.store == store then
-            error(("table: store %q is already used at %s"):format(store, n.line), 2)
+            error(("%s: store %q is already used at %s"):format(what, store, n.line), 3)
         end
     end
-    local node = new_node(self, "table", {}, { topics = { topic }, store = store,
-        key_serde = serde.resolve(opts.key, "table key"),
-        value_serde = serde.resolve(opts.value, "table value"), key_changed = false })
+    local node = new_node(self, kind, {}, { topics = { topic }, store = store, line = where(4),
+        key_serde = serde.resolve(opts.key, what .. " key"),
+        value_serde = serde.resolve(opts.value, what .. " value"), key_changed = false })
     self.sources[#self.sources + 1] = { topic = topic, node = node }
     self.stateful = true
     return setmetatable({ job = self, node = node }, Table)
+end
+
+--- A topic read as a table (Kafka Streams' builder.table): the latest value per
+--- key in an LMDB store (a nil value deletes the key), logged and restored like
+--- every store. opts: key, value (serdes), store (default "table-<topic>").
+function Job:table(topic, opts)
+    local t = new_table(self, topic, opts, "table", "table", "table-")
+    return t        -- not a tail call: new_table's messages and line point at the script
 end
 
 --- A topic read whole by every instance (Kafka Streams' GlobalKTable): every
@@ -385,11 +396,7 @@ end
 --- before the job processes anything else and kept up to date as it runs.
 --- Streams join it through any key: stream:join(g, fn, function(k, v) return lookup_key end).
 function Job:global_table(topic, opts)
-    local t = self:table(topic, opts)
-    t.node.kind = "global_table"
-    if not (opts and opts.store) then
-        t.node.store = "global-" .. topic
-    end
+    local t = new_table(self, topic, opts, "global_table", "global_table", "global-")
     return t
 end
 
