@@ -315,12 +315,15 @@ static int rewind_tasks(run *r);
  * drops meanwhile (the abort waits for them), for at most a minute. */
 static rd_kafka_error_t *abort_txn(run *r)
 {
-    rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE);
+    rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     for (int attempt = 0;; attempt++) {
         rd_kafka_poll(r->producer, 100);
         rd_kafka_error_t *e = rd_kafka_abort_transaction(r->producer, 500);
         if (!e || !rd_kafka_error_is_retriable(e) || attempt >= 120) {
             return e;
+        }
+        if (attempt % 10 == 9) {
+            eddy_log_warn("kafka: still aborting the transaction: %s", rd_kafka_error_string(e));
         }
         rd_kafka_error_destroy(e);
     }
