@@ -276,8 +276,8 @@ static int change_cb(void *opaque, int32_t task, const char *store, const char *
                      const char *v, ssize_t vlen)
 {
     eddy_changelog *cl = opaque;
-    if ((task >> 16) == 32767) {
-        return 0;   /* global tables (lua/eddy/runtime.lua GLOBAL_TASK): the topic is the log */
+    if ((task >> 16) == EDDY_GLOBAL_SUB) {
+        return 0;   /* global tables: the topic is the log */
     }
     cl_task *t = task_get(cl, task);
     if (t && !t->owned) {
@@ -319,7 +319,7 @@ int eddy_changelog_write_markers(eddy_changelog *cl)
     int32_t ids[MAX_CL_TASKS];
     int n = eddy_state_active_tasks(cl->st, ids, MAX_CL_TASKS);
     for (int i = 0; i < n; i++) {
-        if ((ids[i] >> 16) == 32767) {
+        if ((ids[i] >> 16) == EDDY_GLOBAL_SUB) {
             continue;                   /* global tables: no markers */
         }
         cl_task *t = task_get(cl, ids[i]);
@@ -356,7 +356,7 @@ int eddy_changelog_record(eddy_changelog *cl, char *errstr, size_t errstr_size)
     int32_t ids[MAX_CL_TASKS];
     int n = eddy_state_active_tasks(cl->st, ids, MAX_CL_TASKS);
     for (int i = 0; i < n; i++) {
-        cl_task *t = (ids[i] >> 16) == 32767 ? NULL : task_get(cl, ids[i]);
+        cl_task *t = (ids[i] >> 16) == EDDY_GLOBAL_SUB ? NULL : task_get(cl, ids[i]);
         if (!t || !t->owned) {
             continue;
         }

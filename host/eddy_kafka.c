@@ -878,13 +878,13 @@ static int ensure_topics(run *r)
     return 0;
 }
 
-#define GLOBAL_TASK (32767 << 16)    /* lua/eddy/runtime.lua: the task of global tables */
+#define GLOBAL_TASK (EDDY_GLOBAL_SUB << 16)     /* the task of global tables */
 
 /* Is @p topic a global table's (read whole by every instance, not through the group)? */
 static int is_global(const eddy_job *job, const char *topic)
 {
     char line[600];
-    snprintf(line, sizeof line, "global\t32767\t%s", topic);
+    snprintf(line, sizeof line, "global\t%d\t%s", EDDY_GLOBAL_SUB, topic);
     for (const char *p = strstr(eddy_job_layout(job), line); p; p = strstr(p + 1, line)) {
         char end = p[strlen(line)];
         if (end == '\n' || end == '\0') {
@@ -979,6 +979,34 @@ static rd_kafka_topic_partition_t *task_of(run *r, const char *topic, int32_t pa
         return NULL;
     }
     return rd_kafka_topic_partition_list_find(r->tasks, topic, partition);
+}
+
+/* A consumer used with assign() only (it never joins its group <app>-<suffix>):
+ * committed data only, partition ends reported; @p extra: more defaults. */
+static rd_kafka_t *assign_consumer(const eddy_kafka_conf *c, const char *suffix,
+                                   const char **extra, char *errstr, size_t errstr_size)
+{
+    char group[300];
+    snprintf(group, sizeof group, "%s-%s", c->app_id, suffix);
+    const char *defaults[64] = {
+        "bootstrap.servers", c->brokers, "group.id", group, "enable.auto.commit", "false",
+        "enable.partition.eof", "true", "isolation.level", "read_committed",
+        "auto.offset.reset", "earliest"};
+    int n = 12;
+    for (int i = 0; extra[i] && n < 62; i++) {
+        defaults[n++] = extra[i];
+    }
+    defaults[n] = NULL;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_t *rk = NULL;
+    if (set_props(conf, c, defaults, errstr, errstr_size) != 0 ||
+        !(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return rk;
 }
 
 /* The transactional id of this instance: <app>-<id>, the id kept in
@@ -1124,24 +1152,14 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     cq = rd_kafka_queue_get_consumer(r.consumer);
 
     if (c->state && eddy_job_stateful(job)) {
-        /* the changelogs' reader: assign() only (it never joins its group), committed
-         * data only */
-        char rgroup[300];
-        snprintf(rgroup, sizeof rgroup, "%s-restore", c->app_id);
-        const char *rdefaults[] = {
-            "bootstrap.servers", c->brokers, "group.id", rgroup, "enable.auto.commit", "false",
-            "enable.partition.eof", "true", "isolation.level", "read_committed",
-            "auto.offset.reset", "earliest", "fetch.wait.max.ms", "10", "fetch.error.backoff.ms", "10",
+        /* the changelogs' reader: fetches tuned for reading to the end quickly */
+        const char *rextra[] = {
+            "fetch.wait.max.ms", "10", "fetch.error.backoff.ms", "10",
             "topic.metadata.refresh.fast.interval.ms", "20",
             "fetch.max.bytes", "52428800", "queued.min.messages", "1000000", NULL};
-        rd_kafka_conf_t *rc2 = rd_kafka_conf_new();
-        rd_kafka_conf_set_log_cb(rc2, log_cb);
-        rd_kafka_conf_set_error_cb(rc2, error_cb);
-        rd_kafka_t *reader = NULL;
-        if ((rc = set_props(rc2, c, rdefaults, errstr, errstr_size)) ||
-            !(reader = rd_kafka_new(RD_KAFKA_CONSUMER, rc2, errstr, errstr_size))) {
-            rd_kafka_conf_destroy(rc2);
-            rc = rc ? rc : EDDY_EKAFKA;
+        rd_kafka_t *reader = assign_consumer(c, "restore", rextra, errstr, errstr_size);
+        if (!reader) {
+            rc = EDDY_EKAFKA;
             goto out;
         }
         if ((rc = eddy_changelog_new(&r.cl, r.producer, reader, c->app_id, c->state))) {
@@ -1200,19 +1218,9 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     }
 
     if (strstr(eddy_job_layout(job), "global\t")) {
-        char ggroup[300];
-        snprintf(ggroup, sizeof ggroup, "%s-global", c->app_id);
-        const char *gdefaults[] = {
-            "bootstrap.servers", c->brokers, "group.id", ggroup, "enable.auto.commit", "false",
-            "enable.partition.eof", "true", "isolation.level", "read_committed",
-            "auto.offset.reset", "earliest", "fetch.wait.max.ms", "50", NULL};
-        rd_kafka_conf_t *gconf = rd_kafka_conf_new();
-        rd_kafka_conf_set_log_cb(gconf, log_cb);
-        rd_kafka_conf_set_error_cb(gconf, error_cb);
-        if ((rc = set_props(gconf, c, gdefaults, errstr, errstr_size)) ||
-            !(r.global = rd_kafka_new(RD_KAFKA_CONSUMER, gconf, errstr, errstr_size))) {
-            rd_kafka_conf_destroy(gconf);
-            rc = rc ? rc : EDDY_EKAFKA;
+        const char *gextra[] = {"fetch.wait.max.ms", "50", NULL};
+        if (!(r.global = assign_consumer(c, "global", gextra, errstr, errstr_size))) {
+            rc = EDDY_EKAFKA;
             goto out;
         }
         rd_kafka_poll_set_consumer(r.global);

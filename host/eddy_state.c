@@ -310,6 +310,16 @@ void eddy_state_drop_partition(eddy_state *st, int32_t partition)
     }
 }
 
+static int64_t unbe8(const void *p)
+{
+    const unsigned char *b = p;
+    int64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | b[i];
+    }
+    return v;
+}
+
 /* ---- the undo log ---- */
 
 static void undo_note(eddy_state *st, const eddy_batch *b, task *t, int32_t db,
@@ -734,11 +744,7 @@ int64_t eddy_state_input_offset(eddy_state *st, int32_t partition, const char *t
         }
         if (mdb_dbi_open(txn, "__offsets", 0, &dbi) == 0 && mdb_get(txn, dbi, &k, &v) == 0 &&
             v.mv_size == 8) {
-            const unsigned char *b = v.mv_data;
-            int64_t off = 0;
-            for (int i = 0; i < 8; i++) {
-                off = (off << 8) | b[i];
-            }
+            int64_t off = unbe8(v.mv_data);
             if (off > best) {
                 best = off;
             }
@@ -812,16 +818,6 @@ int eddy_state_active_tasks(const eddy_state *st, int32_t *ids, int max)
         }
     }
     return n;
-}
-
-static int64_t unbe8(const void *p)
-{
-    const unsigned char *b = p;
-    int64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v = (v << 8) | b[i];
-    }
-    return v;
 }
 
 static void be8(unsigned char *b, int64_t v)

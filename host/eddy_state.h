@@ -19,6 +19,10 @@
 
 typedef struct eddy_state eddy_state;
 
+/* The sub-topology of global tables' task (lua/eddy/runtime.lua GLOBAL_SUB): never a
+ * Kafka task, never logged to a changelog. */
+#define EDDY_GLOBAL_SUB 32767
+
 #define EDDY_STATE_DEFAULT_MAP_SIZE ((size_t)1 << 30)   /* 1 GiB per task, grown as it fills */
 
 /**
