@@ -315,8 +315,11 @@ static int rewind_tasks(run *r);
  * drops meanwhile (the abort waits for them), for at most a minute. */
 static rd_kafka_error_t *abort_txn(run *r)
 {
-    rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     for (int attempt = 0;; attempt++) {
+        /* records the failed transaction still holds (queued, in flight, or waiting for a
+         * retry) are purged on every try, and their delivery reports served: the abort
+         * waits for them */
+        rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(r->producer, 100);
         rd_kafka_error_t *e = rd_kafka_abort_transaction(r->producer, 500);
         if (!e || !rd_kafka_error_is_retriable(e) || attempt >= 120) {
