@@ -582,7 +582,7 @@ return job
     for _, what in ipairs({
         { "a plain Lua table", "{}" },
         { "a string", '"customers"' },
-        { "an aggregate's table (count)", 'job:source("clicks"):group_by_key():count { store = "n" }' },
+        { "a windowed aggregate's table", 'job:source("clicks"):group_by_key():window(eddy.tumbling { size = 10 }):count { store = "n" }', "windowed table cannot be joined" },
     }) do
         it(("a join with %s is refused with a clear error"):format(what[1]), function()
             local code, _, err = check(([[
@@ -594,7 +594,7 @@ job:source("orders")
 return job
 ]]):format(what[2]))
             assert.are.equal(1, code)
-            assert.is_truthy(err:find("expected a table from job:table(topic)", 1, true), err)
+            assert.is_truthy(err:find(what[3] or "expected a table (job:table(topic) or an aggregation)", 1, true), err)
             assert.is_truthy(err:find("job.lua:5", 1, true), err)
         end)
     end
@@ -612,7 +612,7 @@ return job
     end)
 
     for _, method in ipairs({ "join", "left_join" }) do
-        it(("stream:%s(other_stream, ...) says stream-stream joins are not available yet"):format(method), function()
+        it(("stream:%s(other_stream, fn) without a join window says how to give one"):format(method), function()
             local code, _, err = check(([[
 local job = eddy.job { name = "bad" }
 local clicks = job:source("clicks")
@@ -622,8 +622,7 @@ job:source("orders")
 return job
 ]]):format(method))
             assert.are.equal(1, code)
-            assert.is_truthy(err:find("stream-stream joins", 1, true), err)
-            assert.is_truthy(err:find("not available", 1, true), err)
+            assert.is_truthy(err:find("the window must be eddy.join_window{", 1, true), err)
             assert.is_truthy(err:find("job.lua:5", 1, true), err)
         end)
     end

@@ -257,12 +257,18 @@ local function stream_table_join(self, tbl, fn, left, method, key_fn)
         error(("stream:%s: a key function is for global tables (job:global_table); a table "
             .. "is joined on the record's key"):format(method), 3)
     end
-    if getmetatable(tbl) ~= Table or not tbl.node or tbl.node.kind ~= "table" then
-        if getmetatable(tbl) == Stream then
-            error(("stream:%s(other_stream, ...): stream-stream joins within windows are not "
-                .. "available in this version of eddy; join a table from job:table(topic)"):format(method), 3)
+    if getmetatable(tbl) ~= Table or not tbl.node or not (tbl.node.kind == "table"
+        or (tbl.node.kind == "aggregate" and not tbl.node.window)) then
+        if getmetatable(tbl) == Table and tbl.node and tbl.node.kind == "aggregate" then
+            error(("stream:%s: a windowed table cannot be joined (join its to_stream() within "
+                .. "a window instead)"):format(method), 3)
         end
-        error(("stream:%s: expected a table from job:table(topic), and a function"):format(method), 3)
+        if getmetatable(tbl) == Table then
+            error(("stream:%s: the result of a table join is not materialized; write it with "
+                .. "to_stream():to(topic) and read that back with job:table(topic)"):format(method), 3)
+        end
+        error(("stream:%s: expected a table (job:table(topic) or an aggregation), and a function; "
+            .. "to join another stream: stream:%s(other, eddy.join_window{...}, fn)"):format(method, method), 3)
     end
     check_fn(fn, method)
     if tbl.job ~= self.job then error(method .. ": the table belongs to another job", 3) end
@@ -273,17 +279,138 @@ local function stream_table_join(self, tbl, fn, left, method, key_fn)
             self.node.key_changed_at or self.node.line), 3)
     end
     if self.node.subtopology ~= tbl.node.subtopology then
-        error(("stream:%s: the stream went through a repartition (a grouping after a key "
-            .. "change), so it is not co-partitioned with the table; write it to a topic keyed "
-            .. "like the table and read that back"):format(method), 3)
+        error(("stream:%s: the stream and the table are not co-partitioned (one of them went "
+            .. "through a repartition, a grouping after a key change); write the stream to a topic "
+            .. "keyed like the table and read that back"):format(method), 3)
     end
     local node = new_node(self.job, "join_table", { self.node }, { fn = fn, left = left,
         table_store = tbl.node.store, table_key = tbl.node.key_serde })
     return new_stream(self.job, node)
 end
 
-function stream_methods:join(tbl, fn, key_fn) return stream_table_join(self, tbl, fn, false, "join", key_fn) end
-function stream_methods:left_join(tbl, fn, key_fn) return stream_table_join(self, tbl, fn, true, "left_join", key_fn) end
+--- Join with another stream within a window (Kafka Streams' KStream#join(KStream,
+--- JoinWindows)): fn(left_value, right_value, key) for every pair of records
+--- with the same key whose timestamps are within the window; the result's
+--- timestamp is the larger of the two. left_join: also fn(left_value, nil, key)
+--- for a left record that found no partner, emitted once its window has closed
+--- (the spurious-result fix); outer_join: both sides so. Streams whose key may
+--- have changed are repartitioned by key first (both sides, through
+--- <app>-<name>-left/right-repartition). opts: name (stores and topics;
+--- default "join-<n>"), key (the key's serde in stores and repartitions).
+local function stream_stream_join(self, other, w, fn, opts, mode, method)
+    local job = self.job
+    local line = where(3)
+    if other.job ~= job then error(method .. ": the streams belong to different jobs", 3) end
+    if not require("eddy.join").is_join_window(w) then
+        error(("stream:%s(other_stream, window, fn): the window must be eddy.join_window{ diff = ..., "
+            .. "grace = ... } (or before/after)"):format(method), 3)
+    end
+    check_fn(fn, method)
+    opts = opts or {}
+    if type(opts) ~= "table" then error(method .. ": options must be a table", 3) end
+    local name = opts.name
+    if name ~= nil and (type(name) ~= "string" or not name:match("^[%w%._%-]+$") or name:sub(1, 2) == "__") then
+        error(method .. ": name must be a name ([A-Za-z0-9._-], not starting with \"__\")", 3)
+    end
+    if name == nil then
+        local rank = 1
+        for _, n in ipairs(job.nodes) do
+            if n.kind == "join_out" and n.spec.window and n.spec.default_name then rank = rank + 1 end
+        end
+        name = "join-" .. rank
+    end
+    for _, n in ipairs(job.nodes) do
+        if n.store == name or (n.kind == "join_out" and n.spec.name == name) then
+            error(("%s: name %q is already used at %s"):format(method, name, n.line), 3)
+        end
+    end
+    local key_serde = serde.resolve(opts.key, method .. " key")
+    local ln, rn = self.node, other.node
+    if ln.key_changed or rn.key_changed or ln.subtopology ~= rn.subtopology then
+        -- co-partition both sides by the join key (Kafka Streams repartitions only the
+        -- re-keyed side and sizes its topic like the other; eddy sends both through a topic)
+        local s = (job.nsubtopologies or 0) + 1
+        job.nsubtopologies = s
+        ln = new_node(job, "repartition", { ln }, { name = name .. "-left", key_serde = key_serde,
+            line = line, key_changed = false })
+        ln.subtopology = s
+        rn = new_node(job, "repartition", { rn }, { name = name .. "-right", key_serde = key_serde,
+            line = line, key_changed = false })
+        rn.subtopology = s
+    end
+    local spec = { name = name, window = w, mode = mode, fn = fn, key_serde = key_serde, line = line,
+        default_name = opts.name == nil }
+    local L = new_node(job, "join_side", { ln }, { spec = spec, side = "left", line = line, key_changed = false })
+    local R = new_node(job, "join_side", { rn }, { spec = spec, side = "right", line = line, key_changed = false })
+    local out = new_node(job, "join_out", { L, R }, { spec = spec, line = line, key_changed = false })
+    job.stateful = true
+    return new_stream(job, out)
+end
+
+function stream_methods:join(other, a, b, c)
+    if getmetatable(other) == Stream then return stream_stream_join(self, other, a, b, c, "inner", "join") end
+    return stream_table_join(self, other, a, false, "join", b)
+end
+function stream_methods:left_join(other, a, b, c)
+    if getmetatable(other) == Stream then return stream_stream_join(self, other, a, b, c, "left", "left_join") end
+    return stream_table_join(self, other, a, true, "left_join", b)
+end
+function stream_methods:outer_join(other, a, b, c)
+    if getmetatable(other) == Stream then return stream_stream_join(self, other, a, b, c, "outer", "outer_join") end
+    error("stream:outer_join: a stream joins another stream within a window (outer_join(other, "
+        .. "eddy.join_window{...}, fn)); a stream-table join is join or left_join", 2)
+end
+
+--- Join two tables on their key (Kafka Streams' KTable#join(KTable)): every change
+--- of either table emits fn(left_value, right_value, key) with the other's current
+--- value, timestamped with the later of the two; a result that no longer exists
+--- is a tombstone (nil). join: both values present; left_join: the left one
+--- (right may be nil); outer_join: either. Both tables must be materialized
+--- (job:table or a non-windowed aggregation) and co-partitioned.
+local function table_table_join(self, other, fn, mode, method)
+    local function ok_table(t)
+        return getmetatable(t) == Table and t.node and (t.node.kind == "table"
+            or (t.node.kind == "aggregate" and not t.node.window))
+    end
+    if not ok_table(self) or not ok_table(other) then
+        for _, t in ipairs({ self, other }) do
+            if getmetatable(t) == Table and t.node and t.node.kind == "global_table" then
+                error(("table:%s: a global table is joined by streams (stream:join(g, fn, key_fn))"):format(method), 3)
+            end
+            if getmetatable(t) == Table and t.node and t.node.kind == "aggregate" then
+                error(("table:%s: windowed tables cannot be joined"):format(method), 3)
+            end
+            if getmetatable(t) == Table and t.node and t.node.kind == "join_out" then
+                error(("table:%s: the result of a table join is not materialized; write it with "
+                    .. "to_stream():to(topic) and read that back with job:table(topic)"):format(method), 3)
+            end
+        end
+        error(("table:%s(other_table, fn): expected a table from job:table(topic) or a non-windowed "
+            .. "aggregation"):format(method), 3)
+    end
+    check_fn(fn, method)
+    local job = self.job
+    if other.job ~= job then error(method .. ": the tables belong to different jobs", 3) end
+    if self.node.subtopology ~= other.node.subtopology then
+        error(("table:%s: the tables are not co-partitioned (one is an aggregation after a "
+            .. "repartition); write one to a topic with to_stream():to(topic) and read it back "
+            .. "with job:table(topic)"):format(method), 3)
+    end
+    local line = where(3)
+    local function side(t)
+        t.node.change = t.node.change or {}
+        return { store = t.node.store, key_serde = t.node.key_serde, change = t.node.change }
+    end
+    local spec = { kind = "table", mode = mode, fn = fn, left = side(self), right = side(other), line = line }
+    local L = new_node(job, "table_join_side", { self.node }, { spec = spec, side = "left", line = line, key_changed = false })
+    local R = new_node(job, "table_join_side", { other.node }, { spec = spec, side = "right", line = line, key_changed = false })
+    local out = new_node(job, "join_out", { L, R }, { spec = spec, line = line, key_changed = false })
+    return setmetatable({ job = job, node = out }, Table)
+end
+
+function Table:join(other, fn) return table_table_join(self, other, fn, "inner", "join") end
+function Table:left_join(other, fn) return table_table_join(self, other, fn, "left", "left_join") end
+function Table:outer_join(other, fn) return table_table_join(self, other, fn, "outer", "outer_join") end
 
 --- The table's changes as a stream (key, new value); windowed results carry rec.window.
 function Table:to_stream()
@@ -444,12 +571,25 @@ function _M.topology(job)
         stateful = job.stateful or false }
 end
 
+-- "outer_join [join-1] within -10s..+10s" / "left_join (tables)"
+local function join_label(n)
+    local spec = n.spec
+    local what = spec.mode == "inner" and "join" or (spec.mode .. "_join")
+    if spec.window then
+        local w = spec.window
+        return ("%s [%s] within -%dms..+%dms grace %dms"):format(what, spec.name, w.before, w.after, w.grace)
+    end
+    return what .. " (tables)"
+end
+
 -- A short label for a node in a picture.
 local function node_label(job, n)
     if n.kind == "source" then return "source " .. table.concat(n.topics, ", ") end
     if n.kind == "table" then return "table " .. n.topics[1] .. " [" .. n.store .. "]" end
     if n.kind == "global_table" then return "global table " .. n.topics[1] .. " [" .. n.store .. "]" end
     if n.kind == "join_table" then return (n.left and "left_join" or "join") .. " [" .. n.table_store .. "]" end
+    if n.kind == "join_side" or n.kind == "table_join_side" then return "join " .. n.side end
+    if n.kind == "join_out" then return join_label(n) end
     if n.kind == "sink" then return "to " .. n.topic end
     if n.kind == "branch_out" then return "branch #" .. n.index end
     if n.kind == "aggregate" then
@@ -537,6 +677,8 @@ function _M.describe(job)
         if n.kind == "join_table" then
             what = (full.left and "left_join" or "join") .. " [" .. full.table_store .. "]"
         end
+        if n.kind == "join_side" or n.kind == "table_join_side" then what = "join " .. full.side end
+        if n.kind == "join_out" then what = join_label(full) end
         if n.kind == "sink" then what = "to " .. n.topic end
         if n.kind == "branch_out" then what = "branch #" .. job.nodes[n.id].index end
         local jn = job.nodes[n.id]

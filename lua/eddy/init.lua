@@ -2,6 +2,7 @@
 local dsl = require "eddy.dsl"
 local serde = require "eddy.serde"
 local window = require "eddy.window"
+local join = require "eddy.join"
 
 local _M = {
     _VERSION = "0.1.0",
@@ -11,6 +12,7 @@ local _M = {
     hopping = window.hopping,
     sliding = window.sliding,
     session = window.session,
+    join_window = join.join_window,
 }
 
 return _M

@@ -152,7 +152,8 @@ end
 
 -- Position of `rec` in each kind's user function (k, v, rec) etc.
 local rec_param = { map = 3, map_values = 3, filter = 3, filter_not = 3, select_key = 3, peek = 3,
-    flat_map = 4, flat_map_values = 4 }
+    flat_map = 4, flat_map_values = 4, join_table = 99, join_side = 99, table_join_side = 99,
+    join_out = 99 }
 
 local function wants_rec(fn, pos)
     local info = debug.getinfo(fn, "u")
@@ -219,6 +220,10 @@ local function store_kinds(job)
             end
         elseif n.kind == "table" or n.kind == "global_table" then
             kinds[n.store] = "key-value (" .. n.kind .. " " .. n.topics[1] .. ")"
+        elseif n.kind == "join_out" and n.spec.window then
+            local w = n.spec.window
+            kinds[n.spec.name] = ("join window before=%d after=%d grace=%d %s"):format(w.before, w.after,
+                w.grace, n.spec.mode)
         elseif n.kind == "process" and type(n.stores) == "table" then
             for k, v in pairs(n.stores) do
                 kinds[type(k) == "string" and k or tostring(v)] = "key-value (process)"
@@ -257,6 +262,8 @@ function _M.layout(job, app_id)
             lines[#lines + 1] = ("table\t%d\t%s"):format(sub, n.topics[1])
         elseif n.kind == "global_table" then
             lines[#lines + 1] = ("global\t%d\t%s"):format(GLOBAL_SUB, n.topics[1])
+        elseif n.kind == "join_out" and n.spec.window then
+            fam(sub, n.spec.name)
         elseif n.kind == "process" then
             for _, sname in ipairs(n.store_names or {}) do fam(sub, sname) end
             fam(sub, n.pname or ("process-" .. n.id))
@@ -290,7 +297,9 @@ function _M.dump(job, store, k, v)
     local bdec = buffer.decode
     local node
     for _, n in ipairs(job.nodes) do
-        if n.kind == "aggregate" and n.store == store then node = n end
+        if (n.kind == "aggregate" or n.kind == "table" or n.kind == "global_table") and n.store == store then
+            node = n
+        end
     end
     local function json(x)
         local ok, s = pcall(cjson.encode, x)
@@ -324,7 +333,7 @@ function _M.dump(job, store, k, v)
     end
     local key = k:sub(2)
     if node then
-        value = value[1]                     -- aggregates keep { value, timestamp }
+        value = value[1]                     -- aggregates and tables keep { value, timestamp }
         key = node.key_serde.decode(key)
     end
     return ('{"key":%s,"value":%s}'):format(json(key), json(value))
@@ -560,6 +569,7 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
             return window.build(node, { S = S, B = B, store = store, nxt = nxt, job = job })
         end
         local kenc, agg, fn, init = node.key_serde.encode, node.agg, node.fn, node.init
+        local change = node.change
         return function(k, v, rec, ts)
             if k == nil then B.nil_keys = B.nil_keys + 1; return end
             if v == nil then return end     -- Kafka Streams ignores null values (count too)
@@ -567,6 +577,7 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
             local cur = store:get(kb)          -- { aggregate, timestamp } or nil
             local old, old_ts = nil, ts
             if cur ~= nil then old, old_ts = cur[1], cur[2] end
+            if change then change.old = old end    -- for a table-table join after it
             local new
             if agg == "count" then
                 new = (old or 0) + 1
@@ -585,14 +596,20 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
 
     function builders.to_stream(_, nxt) return nxt end
 
-    -- job:table(topic): the latest value per key; its changes go on to to_stream()
+    -- job:table(topic): the latest value per key, kept as { value, timestamp };
+    -- its changes go on to to_stream() and table-table joins (which read the old value)
     function builders.table(node, nxt)
         local store = S:store(node.store)
         local kenc = node.key_serde.encode
+        local change = node.change
         return function(k, v, rec, ts)
             if k == nil then B.nil_keys = B.nil_keys + 1; return end
             local kb = kenc(k)
-            if v == nil then store:delete(kb) else store:put(kb, v) end
+            if change then
+                local cur = store:get(kb)
+                change.old = cur and cur[1]
+            end
+            if v == nil then store:delete(kb) else store:put(kb, { v, ts }) end
             return nxt(k, v, rec, ts)
         end
     end
@@ -606,7 +623,7 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
             local saved = S.task
             S.task = GLOBAL_TASK
             local kb = kenc(k)
-            if v == nil then store:delete(kb) else store:put(kb, v) end
+            if v == nil then store:delete(kb) else store:put(kb, { v, ts }) end
             S.task = saved
             return nxt(k, v, rec, ts)
         end
@@ -627,6 +644,7 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
                     local saved = S.task
                     S.task = GLOBAL_TASK
                     tv = store:get(kenc(lk))
+                    if tv ~= nil then tv = tv[1] end
                     S.task = saved
                 elseif k == nil then
                     B.nil_keys = B.nil_keys + 1
@@ -639,11 +657,22 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
         return function(k, v, rec, ts)
             if k == nil then B.nil_keys = B.nil_keys + 1; return end   -- dropped, as KS < 3.7
             if v == nil then return end
-            local tv = store:get(kenc(k))
+            local tv = store:get(kenc(k))          -- { value, timestamp }
+            if tv ~= nil then tv = tv[1] end
             if tv == nil and not left then return end
             return nxt(k, fn(v, tv, k), rec, ts)
         end
     end
+
+    -- stream:join(other, eddy.join_window{...}, fn) and table:join(table, fn): one
+    -- node per side, both feeding the join's output node (eddy.join)
+    function builders.join_side(node, nxt)
+        return require("eddy.join").build_side(node, nxt, S, B)
+    end
+    function builders.table_join_side(node, nxt)
+        return require("eddy.join").build_table_side(node, nxt, S)
+    end
+    function builders.join_out(_, nxt) return nxt end
 
     function builders.process(node, nxt)
         return require("eddy.processor").build(node, nxt, S, B, job)
