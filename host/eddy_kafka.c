@@ -714,15 +714,55 @@ static int set_props(rd_kafka_conf_t *kc, const eddy_kafka_conf *c, const char *
     return 0;
 }
 
+/* The partition count of a topic in the metadata, or -1. */
+static int partitions_of(const struct rd_kafka_metadata *md, const char *topic)
+{
+    for (int i = 0; i < md->topic_cnt; i++) {
+        if (!strcmp(md->topics[i].topic, topic) && !md->topics[i].err) {
+            return md->topics[i].partition_cnt;
+        }
+    }
+    return -1;
+}
+
+/* A stream-stream join reads both streams in one sub-topology: its sources
+ * must have one partition count. @returns 0, or EDDY_ETOPO with the reason. */
+static int check_join_sources(run *r, const struct rd_kafka_metadata *md, int sub, const char *join)
+{
+    const char *first = NULL;
+    int parts = -1;
+    for (int s = 0; s < eddy_job_nsources(r->job); s++) {
+        const char *src = eddy_job_source(r->job, s);
+        int n = partitions_of(md, src);
+        if (n < 0 || (r->cl && eddy_changelog_sub_of(r->cl, src) != sub)) {
+            continue;
+        }
+        if (!first) {
+            first = src;
+            parts = n;
+        } else if (n != parts) {
+            snprintf(r->errstr, r->errstr_size, "join %s reads %s (%d partitions) and %s (%d): the "
+                     "streams of a join must be co-partitioned (the same partition count and key)",
+                     join, first, parts, src, n);
+            return EDDY_ETOPO;
+        }
+    }
+    return 0;
+}
+
 /* A job with a table joins it with streams of the same sub-topology: every
  * source of that sub-topology must have the table topic's partition count
- * (Kafka Streams' co-partitioning). @returns 0, or EDDY_ETOPO with the reason. */
+ * (Kafka Streams' co-partitioning); so must the streams of a stream-stream
+ * join. @returns 0, or EDDY_ETOPO with the reason. */
 static int check_copartitioning(run *r, const struct rd_kafka_metadata *md)
 {
     const char *layout = eddy_job_layout(r->job);
     for (const char *p = layout; *p;) {
         int sub;
         char table[512];
+        if (sscanf(p, "join\t%d\t%511[^\n]", &sub, table) == 2 && check_join_sources(r, md, sub, table)) {
+            return EDDY_ETOPO;
+        }
         if (sscanf(p, "table\t%d\t%511[^\n]", &sub, table) == 2) {
             int tparts = -1;
             for (int i = 0; i < md->topic_cnt; i++) {
@@ -1174,7 +1214,9 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
             rc = EDDY_ENOMEM;
             goto out;
         }
-        if (strstr(eddy_job_layout(job), "table\t") &&
+        /* tasks that join several inputs take them in timestamp order */
+        const char *layout = eddy_job_layout(job);
+        if ((strstr(layout, "table\t") || strstr(layout, "join\t")) &&
             !(r.sync = eddy_timesync_new(TIMESYNC_IDLE_MS))) {
             rc = EDDY_ENOMEM;
             goto out;

@@ -236,8 +236,10 @@ end
 --- Kafka mode: which sub-topology reads each source topic, and the changelog
 --- families of each sub-topology (a store and its "store#..." indexes share the
 --- topic <app>-<store>-changelog; a processor's timers use its name; stream
---- time and commit markers use __task-<S>). Lines "source\tS\ttopic" and
---- "family\tS\tname".
+--- time and commit markers use __task-<S>). Lines "source\tS\ttopic",
+--- "family\tS\tname", "table\tS\ttopic" (a table read in S), "global\tS\ttopic"
+--- and "join\tS\tname" (a stream-stream join in S: its inputs are read in
+--- timestamp order, as for tables).
 function _M.layout(job, app_id)
     local lines, seen = {}, {}
     local function fam(sub, name)
@@ -264,6 +266,7 @@ function _M.layout(job, app_id)
             lines[#lines + 1] = ("global\t%d\t%s"):format(GLOBAL_SUB, n.topics[1])
         elseif n.kind == "join_out" and n.spec.window then
             fam(sub, n.spec.name)
+            lines[#lines + 1] = ("join\t%d\t%s"):format(sub, n.spec.name)
         elseif n.kind == "process" then
             for _, sname in ipairs(n.store_names or {}) do fam(sub, sname) end
             fam(sub, n.pname or ("process-" .. n.id))
