@@ -13,7 +13,7 @@
 --      `eddy run --input -`; a new version with another join function joins against
 --      the table the old one filled. The join function's contract (a copy of the table
 --      value; nil forwards a null value; an error dead-letters the record).
---   4. Load errors: a join after a key change names the script line; a join with
+--   4. A join after a key change repartitions the stream (file mode); load errors: a join with
 --      something that is not a table; stream-stream joins.
 --   5. Kafka mode (eddy broker): orders left-joined with customers; a restart on an empty
 --      --state-dir restores the table from its changelog; a table topic whose partition
@@ -536,29 +536,67 @@ describe("join errors at load time", function()
         { "select_key", ':select_key(function(k, v) return v end)' },
         { "flat_map", ':flat_map(function(k, v, emit) emit(v, k) end)' },
     }) do
-        it(("a join after %s (a key change) is refused, naming the join's line"):format(step[1]), function()
+        it(("a join after %s (a key change) repartitions the stream by the table's key"):format(step[1]), function()
             local script = [[
-local job = eddy.job { name = "bad" }
+local job = eddy.job { name = "rekey" }
 local t = job:table("customers")
 job:source("orders")
    ]] .. step[2] .. [[
 
-   :join(t, function(o, c) return o end)
+   :join(t, function(o, c) return o .. "/" .. c end)
    :to("out")
 return job
 ]]
-            local code, _, err = check(script)
-            assert.are.equal(1, code)
-            assert.is_truthy(err:find("stream:join after a step that may change the key", 1, true), err)
-            assert.is_truthy(err:find("co-partitioned", 1, true), err)
-            assert.is_truthy(err:find("job.lua:6", 1, true), err)    -- the :join line (PRE is line 1)
-            -- eddy run refuses it the same way
-            local r = run(script, { { topic = "orders", key = "k", value = "v" } })
-            assert.are.equal(1, r.code)
-            assert.is_truthy(r.stderr:find("job.lua:6", 1, true), r.stderr)
-            assert.are.same({}, r.out)
+            local code, out, err = check(script)
+            assert.are.equal(0, code, err)
+            assert.is_truthy(out:find("repartition table-customers-join-1", 1, true), out)
+            -- orders keyed by order id, value = the customer id; 4 partitions, so the
+            -- re-keyed records reach the table's partition through the repartition
+            local r = run(script, {
+                { topic = "customers", key = "c1", value = "Ana", ts = 1 },
+                { topic = "customers", key = "c2", value = "Bob", ts = 2 },
+                { topic = "orders", key = "o1", value = "c1", ts = 3 },
+                { topic = "orders", key = "o2", value = "c9", ts = 4 },
+                { topic = "orders", key = "o3", value = "c2", ts = 5 },
+            }, { "--partitions", "4" })
+            assert_clean(r)
+            local want = step[1] == "select_key"
+                and { { key = "c1", value = "c1/Ana", ts = 3 }, { key = "c2", value = "c2/Bob", ts = 5 } }
+                or { { key = "c1", value = "o1/Ana", ts = 3 }, { key = "c2", value = "o3/Bob", ts = 5 } }
+            local got = strip(r.out)
+            table.sort(got, function(a, b) return a.ts < b.ts end)
+            assert.are.same(want, got)
         end)
     end
+
+    it("a re-keyed stream cannot join a table already used beside its topic, nor an aggregation", function()
+        local code, _, err = check([[
+local job = eddy.job { name = "bad" }
+local t = job:table("customers")
+job:source("orders"):join(t, function(o, c) return o end):to("out")
+job:source("returns")
+   :select_key(function(k, v) return v end)
+   :join(t, function(o, c) return o end)
+   :to("out2")
+return job
+]])
+        assert.are.equal(1, code)
+        assert.is_truthy(err:find("already used at", 1, true), err)
+        assert.is_truthy(err:find("job.lua:4", 1, true), err)     -- the other use
+        assert.is_truthy(err:find("job.lua:7", 1, true), err)     -- the re-keyed join
+        code, _, err = check([[
+local job = eddy.job { name = "bad" }
+local n = job:source("clicks"):group_by_key():count { store = "n" }
+job:source("orders")
+   :select_key(function(k, v) return v end)
+   :join(n, function(o, c) return o end)
+   :to("out")
+return job
+]])
+        assert.are.equal(1, code)
+        assert.is_truthy(err:find("only a table from job:table(topic) can be joined through an automatic repartition", 1, true), err)
+        assert.is_truthy(err:find("job.lua:6", 1, true), err)
+    end)
 
     it("a key-preserving step before the join is fine (map_values, filter, peek)", function()
         local r = run([[

@@ -271,21 +271,48 @@ local function stream_table_join(self, tbl, fn, left, method, key_fn)
             .. "to join another stream: stream:%s(other, eddy.join_window{...}, fn)"):format(method, method), 3)
     end
     check_fn(fn, method)
-    if tbl.job ~= self.job then error(method .. ": the table belongs to another job", 3) end
-    if self.node.key_changed then
-        error(("stream:%s after a step that may change the key (%s): the stream must be "
-            .. "co-partitioned with the table; join before re-keying, or write the re-keyed "
-            .. "stream to a topic and read it back"):format(method,
-            self.node.key_changed_at or self.node.line), 3)
+    local job = self.job
+    if tbl.job ~= job then error(method .. ": the table belongs to another job", 3) end
+    local parent = self.node
+    if parent.key_changed or parent.subtopology ~= tbl.node.subtopology then
+        -- Kafka Streams repartitions the stream by the table's key: here through
+        -- <app>-<table store>-join-<n>-repartition into the table's sub-topology,
+        -- which becomes one of its own (the table topic read there) unless it is one already
+        local tn = tbl.node
+        if tn.kind ~= "table" then
+            error(("stream:%s: the stream and the table are not co-partitioned (the stream's key "
+                .. "may have changed at %s, or one of them went through a repartition), and only a "
+                .. "table from job:table(topic) can be joined through an automatic repartition; "
+                .. "write the stream to a topic keyed like the table and read that back"):format(method,
+                parent.key_changed_at or parent.line), 3)
+        end
+        if not tn.own_subtopology then
+            local c = tn.children[1]
+            for _, n in ipairs(job.nodes) do
+                if n.kind == "join_table" and n.table_store == tn.store then c = c or n end
+            end
+            if c then
+                error(("stream:%s: a re-keyed stream is joined with table %s through a repartition, "
+                    .. "which moves the table into a sub-topology of its own, but the table is already "
+                    .. "used at %s; join the re-keyed stream before other uses of the table"):format(
+                    method, tn.topics[1], c.line), 3)
+            end
+            local s = (job.nsubtopologies or 0) + 1
+            job.nsubtopologies = s
+            tn.subtopology = s
+            tn.own_subtopology = true
+        end
+        local rank = 1
+        for _, n in ipairs(job.nodes) do
+            if n.kind == "repartition" and n.for_table == tn.store then rank = rank + 1 end
+        end
+        parent = new_node(job, "repartition", { parent }, { name = tn.store .. "-join-" .. rank,
+            key_serde = tn.key_serde, key_changed = false, for_table = tn.store })
+        parent.subtopology = tn.subtopology
     end
-    if self.node.subtopology ~= tbl.node.subtopology then
-        error(("stream:%s: the stream and the table are not co-partitioned (one of them went "
-            .. "through a repartition, a grouping after a key change); write the stream to a topic "
-            .. "keyed like the table and read that back"):format(method), 3)
-    end
-    local node = new_node(self.job, "join_table", { self.node }, { fn = fn, left = left,
-        table_store = tbl.node.store, table_key = tbl.node.key_serde })
-    return new_stream(self.job, node)
+    local node = new_node(job, "join_table", { parent }, { fn = fn, left = left,
+        table_store = tbl.node.store, table_key = tbl.node.key_serde, key_changed = false })
+    return new_stream(job, node)
 end
 
 --- Join with another stream within a window (Kafka Streams' KStream#join(KStream,

@@ -250,7 +250,9 @@ function _M.layout(job, app_id)
         end
     end
     for _, s in ipairs(job.sources) do
-        if s.node.kind ~= "global_table" then lines[#lines + 1] = "source\t0\t" .. s.topic end
+        if s.node.kind ~= "global_table" then
+            lines[#lines + 1] = ("source\t%d\t%s"):format(s.node.subtopology or 0, s.topic)
+        end
     end
     for sub = 0, (job.nsubtopologies or 0) do fam(sub, "__task-" .. sub) end
     for _, n in ipairs(job.nodes) do
@@ -706,7 +708,7 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
     for i, s in ipairs(job.sources) do
         local node = s.node
         srcs[i - 1] = { topic = s.topic, push = compile(node), kdec = node.key_serde.decode,
-            vdec = node.value_serde.decode, tsx = node.timestamp, sub = 0,
+            vdec = node.value_serde.decode, tsx = node.timestamp, sub = (node.subtopology or 0) * 65536,
             global = node.kind == "global_table" or nil }
     end
     for _, node in ipairs(job.nodes) do compile(node) end     -- every node, internal sources too
