@@ -108,44 +108,25 @@ void eddy_changelog_delivered(void *msg_opaque, int64_t offset)
 
 /* ---- the layout ---- */
 
-/* Calls fn(kind, sub, name) for each line of the job's layout. */
-static void layout_each(const eddy_changelog *cl, void (*fn)(void *, const char *, int, const char *),
-                        void *opaque)
-{
-    const char *p = cl->job ? eddy_job_layout(cl->job) : "";
-    while (*p) {
-        const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        char line[600], kind[16], name[512];
-        int sub;
-        if (n < sizeof line) {
-            memcpy(line, p, n);
-            line[n] = '\0';
-            if (sscanf(line, "%15[^\t]\t%d\t%511[^\t]", kind, &sub, name) == 3) {
-                fn(opaque, kind, sub, name);
-            }
-        }
-        p += n + (nl ? 1 : 0);
-    }
-}
-
 typedef struct find_sub {
     const char *topic;
     int         sub;
 } find_sub;
 
-static void find_sub_fn(void *opaque, const char *kind, int sub, const char *name)
+static int find_sub_fn(void *opaque, const char *kind, int sub, const char *name)
 {
     find_sub *f = opaque;
-    if (f->sub < 0 && !strcmp(kind, "source") && !strcmp(name, f->topic)) {
+    if (!strcmp(kind, "source") && !strcmp(name, f->topic)) {
         f->sub = sub;
+        return 1;
     }
+    return 0;
 }
 
 int eddy_changelog_sub_of(const eddy_changelog *cl, const char *topic)
 {
     find_sub f = {topic, -1};
-    layout_each(cl, find_sub_fn, &f);
+    eddy_job_layout_each(cl->job, find_sub_fn, &f);
     return f.sub;
 }
 
@@ -175,12 +156,13 @@ typedef struct add_fams {
     cl_task        *t;
 } add_fams;
 
-static void add_fams_fn(void *opaque, const char *kind, int sub, const char *name)
+static int add_fams_fn(void *opaque, const char *kind, int sub, const char *name)
 {
     add_fams *a = opaque;
     if (!strcmp(kind, "family") && sub == (a->t->id >> 16)) {
         family_get(a->cl, a->t, name);
     }
+    return 0;
 }
 
 static cl_task *task_get(eddy_changelog *cl, int32_t id)
@@ -202,7 +184,7 @@ static cl_task *task_get(eddy_changelog *cl, int32_t id)
     snprintf(name, sizeof name, "__task-%d", id >> 16);
     family_get(cl, t, name);
     add_fams a = {cl, t};
-    layout_each(cl, add_fams_fn, &a);
+    eddy_job_layout_each(cl->job, add_fams_fn, &a);
     cl->tasks[cl->ntasks++] = t;
     return t;
 }

@@ -407,6 +407,30 @@ const char *eddy_job_layout(const eddy_job *job)
     return job->layout ? job->layout : "";
 }
 
+int eddy_job_layout_each(const eddy_job *job, int (*fn)(void *, const char *, int, const char *),
+                         void *opaque)
+{
+    const char *p = job ? eddy_job_layout(job) : "";
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char line[600], kind[16], name[512];
+        int sub;
+        if (n < sizeof line) {
+            memcpy(line, p, n);
+            line[n] = '\0';
+            if (sscanf(line, "%15[^\t]\t%d\t%511[^\t]", kind, &sub, name) == 3) {
+                int rc = fn(opaque, kind, sub, name);
+                if (rc) {
+                    return rc;
+                }
+            }
+        }
+        p += n + (nl ? 1 : 0);
+    }
+    return 0;
+}
+
 const char *eddy_job_name(const eddy_job *job) { return job->name; }
 const char *eddy_job_on_error(const eddy_job *job) { return job->on_error; }
 int eddy_job_nsources(const eddy_job *job) { return job->nsources; }

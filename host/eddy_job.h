@@ -60,9 +60,18 @@ eddy_batch *eddy_job_batch(eddy_job *job);
 
 /**
  * @brief Kafka mode (after configure): lines "source\tS\ttopic" (sub-topology S
- *        reads topic) and "family\tS\tname" (its changelog <app>-<name>-changelog).
+ *        reads topic), "family\tS\tname" (its changelog <app>-<name>-changelog),
+ *        "table\tS\ttopic" (a table read in S), "join\tS\tname" (a stream-stream
+ *        join in S) and "global\tS\ttopic" (a global table).
  */
 const char *eddy_job_layout(const eddy_job *job);
+
+/**
+ * @brief Call fn(opaque, kind, sub, name) for each line of the job's layout, in
+ *        order, until fn returns non-zero. @returns that value, or 0.
+ */
+int eddy_job_layout_each(const eddy_job *job, int (*fn)(void *opaque, const char *kind, int sub,
+                                                        const char *name), void *opaque);
 
 /** @brief The bytes of the job's Lua heap. */
 int64_t eddy_job_lua_bytes(eddy_job *job);

@@ -753,42 +753,55 @@ static int check_join_sources(run *r, const struct rd_kafka_metadata *md, int su
 /* A job with a table joins it with streams of the same sub-topology: every
  * source of that sub-topology must have the table topic's partition count
  * (Kafka Streams' co-partitioning); so must the streams of a stream-stream
- * join. @returns 0, or EDDY_ETOPO with the reason. */
-static int check_copartitioning(run *r, const struct rd_kafka_metadata *md)
+ * join. Called per layout line; @returns 0, or EDDY_ETOPO with the reason. */
+typedef struct copart {
+    run                             *r;
+    const struct rd_kafka_metadata *md;
+} copart;
+
+static int copartition_fn(void *opaque, const char *kind, int sub, const char *name)
 {
-    const char *layout = eddy_job_layout(r->job);
-    for (const char *p = layout; *p;) {
-        int sub;
-        char table[512];
-        if (sscanf(p, "join\t%d\t%511[^\n]", &sub, table) == 2 && check_join_sources(r, md, sub, table)) {
+    copart *c = opaque;
+    run *r = c->r;
+    if (!strcmp(kind, "join")) {
+        return check_join_sources(r, c->md, sub, name);
+    }
+    int tparts = strcmp(kind, "table") ? -1 : partitions_of(c->md, name);
+    for (int s = 0; s < eddy_job_nsources(r->job) && tparts > 0; s++) {
+        const char *src = eddy_job_source(r->job, s);
+        int n = partitions_of(c->md, src);
+        if (n < 0 || (r->cl && eddy_changelog_sub_of(r->cl, src) != sub)) {
+            continue;
+        }
+        if (n != tparts) {
+            snprintf(r->errstr, r->errstr_size, "table %s has %d partitions but source "
+                     "%s has %d: a table and the streams joined with it must be "
+                     "co-partitioned (the same partition count and key)", name, tparts, src, n);
             return EDDY_ETOPO;
         }
-        if (sscanf(p, "table\t%d\t%511[^\n]", &sub, table) == 2) {
-            int tparts = -1;
-            for (int i = 0; i < md->topic_cnt; i++) {
-                if (!strcmp(md->topics[i].topic, table) && !md->topics[i].err) {
-                    tparts = md->topics[i].partition_cnt;
-                }
-            }
-            for (int s = 0; s < eddy_job_nsources(r->job) && tparts > 0; s++) {
-                const char *src = eddy_job_source(r->job, s);
-                if (r->cl && eddy_changelog_sub_of(r->cl, src) != sub) {
-                    continue;
-                }
-                for (int i = 0; i < md->topic_cnt; i++) {
-                    if (!strcmp(md->topics[i].topic, src) && !md->topics[i].err &&
-                        md->topics[i].partition_cnt != tparts) {
-                        snprintf(r->errstr, r->errstr_size, "table %s has %d partitions but source "
-                                 "%s has %d: a table and the streams joined with it must be "
-                                 "co-partitioned (the same partition count and key)", table,
-                                 tparts, src, md->topics[i].partition_cnt);
-                        return EDDY_ETOPO;
-                    }
-                }
-            }
-        }
-        const char *nl = strchr(p, '\n');
-        p = nl ? nl + 1 : p + strlen(p);
+    }
+    return 0;
+}
+
+static int check_copartitioning(run *r, const struct rd_kafka_metadata *md)
+{
+    copart c = {r, md};
+    return eddy_job_layout_each(r->job, copartition_fn, &c);
+}
+
+/* The changelog topics of the job's families (at most 32). */
+typedef struct changelog_names {
+    const char *app_id;
+    int         n;
+    char        names[32][600];
+} changelog_names;
+
+static int changelog_name_fn(void *opaque, const char *kind, int sub, const char *name)
+{
+    changelog_names *c = opaque;
+    (void)sub;
+    if (!strcmp(kind, "family") && c->n < 32) {
+        snprintf(c->names[c->n++], sizeof c->names[0], "%s-%s-changelog", c->app_id, name);
     }
     return 0;
 }
@@ -824,20 +837,14 @@ static int ensure_topics(run *r)
         }
     }
     /* the sinks (repartition topics included), then the changelogs */
-    char changelogs[32][600];
-    int nchangelogs = 0;
+    changelog_names cn;
+    cn.app_id = r->conf->app_id;
+    cn.n = 0;
     if (r->cl) {
-        for (const char *p = eddy_job_layout(r->job); *p && nchangelogs < 32;) {
-            int sub;
-            char name[512];
-            if (sscanf(p, "family\t%d\t%511[^\n]", &sub, name) == 2) {
-                snprintf(changelogs[nchangelogs++], sizeof changelogs[0], "%s-%s-changelog",
-                         r->conf->app_id, name);
-            }
-            const char *nl = strchr(p, '\n');
-            p = nl ? nl + 1 : p + strlen(p);
-        }
+        eddy_job_layout_each(r->job, changelog_name_fn, &cn);
     }
+    char (*changelogs)[600] = cn.names;
+    int nchangelogs = cn.n;
     int first_changelog = -1;
     for (int s = 0; s < nsinks + nchangelogs && nmissing < 64; s++) {
         const char *t = s < nsinks ? eddy_job_sink(r->job, s) : changelogs[s - nsinks];
@@ -923,18 +930,16 @@ static int ensure_topics(run *r)
 
 #define GLOBAL_TASK (EDDY_GLOBAL_SUB << 16)     /* the task of global tables */
 
+static int is_global_fn(void *opaque, const char *kind, int sub, const char *name)
+{
+    (void)sub;
+    return !strcmp(kind, "global") && !strcmp(name, (const char *)opaque);
+}
+
 /* Is @p topic a global table's (read whole by every instance, not through the group)? */
 static int is_global(const eddy_job *job, const char *topic)
 {
-    char line[600];
-    snprintf(line, sizeof line, "global\t%d\t%s", EDDY_GLOBAL_SUB, topic);
-    for (const char *p = strstr(eddy_job_layout(job), line); p; p = strstr(p + 1, line)) {
-        char end = p[strlen(line)];
-        if (end == '\n' || end == '\0') {
-            return 1;
-        }
-    }
-    return 0;
+    return eddy_job_layout_each(job, is_global_fn, (void *)topic);
 }
 
 /* Global tables: a consumer of their own assigned every partition, from the
