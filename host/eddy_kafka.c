@@ -789,6 +789,28 @@ static int check_copartitioning(run *r, const struct rd_kafka_metadata *md)
     return eddy_job_layout_each(r->job, copartition_fn, &c);
 }
 
+typedef struct table_parts {
+    const struct rd_kafka_metadata *md;
+    int                             sub;
+} table_parts;
+
+static int table_parts_fn(void *opaque, const char *kind, int sub, const char *name)
+{
+    table_parts *t = opaque;
+    if (!strcmp(kind, "table") && sub == t->sub) {
+        int n = partitions_of(t->md, name);
+        return n > 0 ? n : 0;
+    }
+    return 0;
+}
+
+/* The partition count of the table read in sub-topology @p sub, or 0. */
+static int table_partitions(const eddy_job *job, const struct rd_kafka_metadata *md, int sub)
+{
+    table_parts t = {md, sub};
+    return eddy_job_layout_each(job, table_parts_fn, &t);
+}
+
 /* The changelog topics of the job's families (at most 32). */
 typedef struct changelog_names {
     const char *app_id;
@@ -829,6 +851,7 @@ static int ensure_topics(run *r)
     }
     int source_parts = -1;
     const char *missing[64];
+    int parts[64];
     int nmissing = 0;
     int nsinks = eddy_job_nsinks(r->job);
     for (int i = 0; i < md->topic_cnt; i++) {
@@ -864,6 +887,10 @@ static int ensure_topics(run *r)
             if (s >= nsinks && first_changelog < 0) {
                 first_changelog = nmissing;
             }
+            /* a repartition topic read beside a table gets the table's partition count */
+            int sub = s < nsinks && r->cl ? eddy_changelog_sub_of(r->cl, t) : -1;
+            int tp = sub >= 0 ? table_partitions(r->job, md, sub) : -1;
+            parts[nmissing] = tp > 0 ? tp : source_parts;
             missing[nmissing++] = t;
         }
     }
@@ -889,7 +916,7 @@ static int ensure_topics(run *r)
     rd_kafka_NewTopic_t *nt[64];
     char errbuf[256];
     for (int i = 0; i < nmissing; i++) {
-        nt[i] = rd_kafka_NewTopic_new(missing[i], source_parts > 0 ? source_parts : -1, -1,
+        nt[i] = rd_kafka_NewTopic_new(missing[i], parts[i] > 0 ? parts[i] : -1, -1,
                                       errbuf, sizeof errbuf);
         if (first_changelog >= 0 && i >= first_changelog) {
             rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy", "compact");

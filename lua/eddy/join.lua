@@ -114,12 +114,15 @@ local function shared(spec, S, B)
     end
     S.forgetters[#S.forgetters + 1] = function(task) min_idx[task], min_outer[task] = nil, nil end
 
-    --- Records with ts < live(st) have left the join's retention.
-    function rt.live(st) return st - retention + 1 end
+    --- Records with ts < live(st) have left the join's retention. A record at ts is
+    --- kept while st <= ts + before + after + grace: with before = 0, a left record at
+    --- ts must still be there for a right record at ts + after + grace (and likewise
+    --- with after = 0 for the right side).
+    function rt.live(st) return st - retention end
 
     --- Drop the records of both sides that left the retention (stream time st).
     function rt.expire(st)
-        local bound = st - retention + 1
+        local bound = st - retention
         if bound <= 0 then return end
         local task = S.task
         local m = min_idx[task]
@@ -167,13 +170,15 @@ local function shared(spec, S, B)
         outer:delete_range(p, p .. "\255\255\255\255\255")
     end
 
-    --- Emit the held records whose window has closed at stream time st (this
-    --- side's `ja`: Kafka Streams' shortcut test uses the processing side's after).
-    function rt.emit_closed(st, ja, rec, emit_one)
+    --- Emit the held records whose window has closed at stream time st. The
+    --- shortcut looks with the shorter of before and after: Kafka Streams' (the
+    --- processing side's after) would skip records of the other side whose window
+    --- has closed when the window is asymmetric, and emit them later.
+    function rt.emit_closed(st, rec, emit_one)
         local task = S.task
         local m = min_outer[task]
         if m == nil then m = first_ts(outer); min_outer[task] = m end
-        if m == huge or m + ja + grace >= st then return end
+        if m == huge or m + min(before, after) + grace >= st then return end
         local upper = st - min(before, after) - grace     -- nothing at or after this can close
         if upper <= 0 then return end
         local ks, vs, n = collect(outer:raw_iter(be8(0), be8(upper)))
@@ -249,7 +254,7 @@ function _M.build_side(node, nxt, S, B)
         else
             B.late = B.late + 1              -- out of the retention: joined, not kept
         end
-        if outer and ts == st then rt.emit_closed(st, ja, rec, emit_one) end
+        if outer and ts == st then rt.emit_closed(st, rec, emit_one) end
         local from, to = max(0, ts - jb), max(0, ts + ja)
         local ks, vs, n = collect(other:raw_iter(wid .. be8(from), wid .. be8(to + 1)))
         local nw = #wid
