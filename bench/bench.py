@@ -36,6 +36,19 @@ output topic):
      development broker) and, for r1, the killed member's session timeout
      (6 s). With each probe goes a record for an existing key, whose count
      must come out as 2 (the restored state is right).
+  j  stream-table join (bench/join_table.lua, stream:join(table, fn)) over a
+     table of BENCH_J_KEYS (1M) distinct keys: topics bench-j-table (1M
+     records, one per key, in random order) and bench-j-stream (N records,
+     keys drawn at random from the table's), J_PARTS (16) partitions each,
+     short values (the development broker keeps ~5 MiB per partition: the
+     table's changelog, the largest, holds ~2.5 MiB per partition). Per round,
+     one --state-dir and app id, two runs: 1. the table alone (the stream
+     source is an empty topic): its load time, from the first record
+     processed to the 1Mth, polled from --http's eddy_records_in_total; then
+     SIGTERM (the table is committed); 2. the same job on the stream topic:
+     the table is in the local state, and the stream part is timed by its
+     outputs like the other Kafka scenarios (one output per stream record);
+     compared with a (j/a) and b (j/b).
 
 f and h write changelogs: their topics (<app>-window-counts-changelog,
 <app>-__task-0-changelog) are created with the broker, with the input's
@@ -66,8 +79,8 @@ steadier than records/s and tells where eddy spends its time.
 
 Environment: BENCH_RECORDS (1000000), BENCH_PARTITIONS (64), BENCH_TIMEOUT
 (seconds per scenario, 120), BENCH_ONLY (scenarios to run, e.g. "ab";
-default "abcdefghr"), BENCH_ROUNDS (5), BENCH_G_KEYS (1000000; also r's key
-count), BENCH_PERF=1 to also record `perf`
+default "abcdefghjr"), BENCH_ROUNDS (5), BENCH_G_KEYS (1000000; also r's key
+count), BENCH_J_KEYS (1000000: j's table), BENCH_PERF=1 to also record `perf`
 profiles (BENCH_PERF_FREQ Hz, 999) of the eddy scenarios' windows into
 build/bench/perf-*.{data,txt}; the figures are perturbed then.
 """
@@ -78,9 +91,11 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
@@ -94,7 +109,7 @@ N = int(os.environ.get("BENCH_RECORDS", "1000000"))
 PARTS = int(os.environ.get("BENCH_PARTITIONS", "64"))
 TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "120"))
 PERF = os.environ.get("BENCH_PERF", "") not in ("", "0")
-ONLY = os.environ.get("BENCH_ONLY", "abcdefghr")
+ONLY = os.environ.get("BENCH_ONLY", "abcdefghjr")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 PERF_FREQ = os.environ.get("BENCH_PERF_FREQ", "999")
 NKEYS = 5000
@@ -102,6 +117,9 @@ F_KEYS = 100_000
 G_KEYS = int(os.environ.get("BENCH_G_KEYS", "1000000"))
 F_T0 = 1_700_000_000_000        # event time of f's first record (ms); 1 ms apart
 POLL_S = 0.005
+J_KEYS = int(os.environ.get("BENCH_J_KEYS", "1000000"))
+J_PARTS = 16                    # j's topics: ~62k table records per partition
+J_T0 = 1_600_000_000_000        # event time of j's first table record; the stream's come after
 
 IN_TOPIC = "bench-in"
 F_TOPIC = "bench-in-100k"
@@ -111,6 +129,11 @@ R_APP = "bench-r"
 COMMIT_MS = 1000                # --commit-interval of the r job (eddy's default)
 GROUP_X = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000"]
 KAFKA_KEYS = "abcdfh"           # the Kafka scenarios run in every round, in this order
+J_TABLE = "bench-j-table"
+J_STREAM = "bench-j-stream"
+J_EMPTY = "bench-j-empty"       # the stream source while the table loads alone
+J_STORE = "j-table"             # bench/join_table.lua's table store
+TOPIC_PARTS = {J_TABLE: J_PARTS, J_STREAM: J_PARTS, J_EMPTY: J_PARTS}   # others: PARTS
 
 TARGETS = {"b/a": 0.8, "c/d": 3.0, "e": 1_000_000, "f/a": 0.5, "g_restart": 1.0,
            "h/f": 0.7, "r_restore": 300_000}
@@ -184,6 +207,20 @@ def generate_r():
     return [(b"k-%07d" % k, b"1") for k in keys]
 
 
+def generate_j():
+    """Scenario j's inputs: the table, J_KEYS distinct keys in random order with
+    8-byte values and timestamps J_T0 + i; the stream, N records with keys drawn
+    at random among the table's, timestamped after every table record (a task
+    reads its partitions in timestamp order: the table before the stream)."""
+    rnd = random.Random(20240605)
+    keys = list(range(J_KEYS))
+    rnd.shuffle(keys)
+    table = [(b"k-%07d" % k, b"v%07d" % k, J_T0 + i) for i, k in enumerate(keys)]
+    stream = [(b"k-%07d" % rnd.randrange(J_KEYS), b"o%07d" % i, J_T0 + J_KEYS + i)
+              for i in range(N)]
+    return table, stream
+
+
 def changelogs(app, store):
     """The changelog topics of a job of one sub-topology (0) with one store."""
     return ["%s-%s-changelog" % (app, store), "%s-__task-0-changelog" % app]
@@ -236,7 +273,7 @@ class Watermarks:
         """Each partition's high (-1) or low (-2) watermark."""
         if self.broker.poll() is not None:
             raise BrokerGone("the broker exited (status %s)" % self.broker.returncode)
-        tps = [TopicPartition(topic, i, which) for i in range(PARTS)]
+        tps = [TopicPartition(topic, i, which) for i in range(TOPIC_PARTS.get(topic, PARTS))]
         try:
             return [max(tp.offset, 0) for tp in self.c.offsets_for_times(tps, timeout=10)]
         except KafkaException as e:
@@ -639,6 +676,94 @@ def run_r(brokers, broker_pid, wm):
             shutil.rmtree(st, ignore_errors=True)
 
 
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def records_in(url):
+    """eddy_records_in_total from a job's --http /metrics, or None."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as f:
+            for line in f.read().decode().splitlines():
+                if line.startswith("eddy_records_in_total "):
+                    return int(float(line.split()[1]))
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def j_command(brokers, group, state, stream, out, extra=()):
+    return [EDDY, "run", "bench/join_table.lua", "--brokers", brokers, "--app-id", group,
+            "--state-dir", state, "--no-watch"] + list(extra) + GROUP_X, \
+        {"BENCH_TABLE": J_TABLE, "BENCH_STREAM": stream, "BENCH_OUT": out}
+
+
+def run_j(rnd, brokers, broker_pid, wm):
+    """Scenario j, one round: load the table alone (its load time), stop, then
+    the stream part on the same state (run_kafka). Returns run_kafka's result
+    with the table load's figures added (table_s, table_rate, table_wall)."""
+    name = "eddy-join-table-%d" % rnd
+    group, out = group_of("j", rnd), out_topic("j", rnd)
+    state = os.path.join(BUILD, "state-j")
+    shutil.rmtree(state, ignore_errors=True)
+    # 1. the table alone
+    port = free_port()
+    url = "http://127.0.0.1:%d/metrics" % port
+    cmd, env = j_command(brokers, group, state, J_EMPTY, out, ["--http", "127.0.0.1:%d" % port])
+    errpath = os.path.join(BUILD, "%s-table.stderr" % name)
+    started = time.monotonic()
+    t0 = t1 = None
+    status = "ok"
+    with open(errpath, "w") as errf:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, cwd=ROOT,
+                                env=dict(os.environ, **env))
+        try:
+            while True:
+                n = records_in(url)
+                now = time.monotonic()
+                if n and t0 is None:
+                    t0 = now
+                if n is not None and n >= J_KEYS:
+                    t1 = now
+                    break
+                if proc.poll() is not None:
+                    status = "table: exited early (status %d)" % proc.returncode
+                    break
+                if now - started > TIMEOUT:
+                    status = "table: timed out after %.0f s (%s records in)" % (TIMEOUT, n)
+                    break
+                if wm.broker.poll() is not None:
+                    raise BrokerGone("the broker exited (status %s)" % wm.broker.returncode)
+                time.sleep(POLL_S)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)     # commits the table's state and offsets
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    table_wall = time.monotonic() - started
+    if status == "ok" and proc.returncode != 0:
+        status = "table: exit status %d after SIGTERM" % proc.returncode
+    if status != "ok":
+        shutil.rmtree(state, ignore_errors=True)
+        return {"name": name, "status": status, "log": "", "stderr": errpath}
+    # 2. the stream part, on the state the table left
+    cmd, env = j_command(brokers, group, state, J_STREAM, out)
+    res = run_kafka(name, cmd, wm, out, N, broker_pid, env)
+    shutil.rmtree(state, ignore_errors=True)
+    res["table_wall"] = table_wall
+    if t1 is not None and t0 is not None and t1 > t0:
+        res["table_s"] = t1 - t0
+        res["table_rate"] = J_KEYS / (t1 - t0)
+    return res
+
+
 def windows_available():
     """Does this eddy build have windowed aggregations? A tiny file-mode run."""
     d = os.path.join(BUILD, "probe-windows")
@@ -668,6 +793,7 @@ SCENARIOS = [   # key, name, label, Kafka?
     ("f", "eddy-window-count", "eddy tumbling-window count, 100k keys"),
     ("g", "eddy-count-keys", "eddy count, 1M keys, file mode"),
     ("h", "eddy-window-count-eos", "job f, exactly_once"),
+    ("j", "eddy-join-table", "eddy stream-table join, 1M-key table"),
     ("r", "eddy-count-recovery", "eddy count, 1M keys, Kafka (r: fill)"),
 ]
 
@@ -698,6 +824,13 @@ def main():
     if "r" in ONLY:
         for t in [R_TOPIC, R_OUT] + changelogs(R_APP, "counts"):
             bcmd += ["--topic", "%s:%d" % (t, PARTS)]
+    if "j" in ONLY:
+        topics = [J_TABLE, J_STREAM, J_EMPTY]
+        for rnd in range(1, ROUNDS + 1):
+            topics += [out_topic("j", rnd)] + changelogs(group_of("j", rnd), J_STORE)
+        for t in topics:
+            bcmd += ["--topic", "%s:%d" % (t, J_PARTS)]
+            TOPIC_PARTS[t] = J_PARTS
     broker_err = open(os.path.join(BUILD, "broker.stderr"), "w")
     broker = subprocess.Popen(bcmd, stdout=subprocess.PIPE, stderr=broker_err, text=True)
     try:
@@ -783,6 +916,19 @@ def bench(brokers, broker):
         if hi != G_KEYS or lo != 0:
             raise SystemExit("bench: %s holds offsets %d..%d, expected 0..%d (the broker "
                              "dropped data? use more partitions)" % (R_TOPIC, lo, hi, G_KEYS))
+    if "j" in ONLY:
+        t = time.monotonic()
+        table, stream = generate_j()
+        load(brokers, table, J_TABLE)
+        load(brokers, stream, J_STREAM)
+        del table, stream
+        for topic, n in ((J_TABLE, J_KEYS), (J_STREAM, N)):
+            hi, lo = wm.high(topic), wm.low(topic)
+            if hi != n or lo != 0:
+                raise SystemExit("bench: %s holds offsets %d..%d, expected 0..%d (the broker "
+                                 "dropped data? use more partitions)" % (topic, lo, hi, n))
+        log("loaded %s (%d keys) and %s (%d records) in %.1f s, %d partitions each" %
+            (J_TABLE, J_KEYS, J_STREAM, N, time.monotonic() - t, J_PARTS))
     g_inputs = None
     if "g" in ONLY:
         t = time.monotonic()
@@ -827,6 +973,14 @@ def run_rounds(brokers, broker_pid, wm, inpath, kept, names, results, notes, g_i
             results[key].append(r)
             log("%s) %s: %s, %s records/s; %s" % (key, name, r["status"], fmt_rate(r).strip(),
                                                    r["log"]))
+        if "j" in ONLY:
+            t = time.monotonic()
+            r = run_j(rnd, brokers, broker_pid, wm)
+            results["j"].append(r)
+            log("j) %s: %s, table of %d keys loaded in %s s, then %s records/s; %.1f s in all; %s" % (
+                r["name"], r["status"], J_KEYS,
+                "%.2f" % r["table_s"] if "table_s" in r else "-", fmt_rate(r).strip(),
+                time.monotonic() - t, r.get("log", "")))
         if "e" in ONLY:
             name = "%s-%d" % (names["e"], rnd)
             r = run_file(name, "bench/json_job.lua", inpath)
@@ -854,7 +1008,7 @@ def median_run(runs):
 
 def summarize(results, kept, notes=None):
     notes = notes or {}
-    expected = {"a": N, "b": N, "c": kept, "d": kept, "f": N, "h": N, "r": G_KEYS}
+    expected = {"a": N, "b": N, "c": kept, "d": kept, "f": N, "h": N, "j": N, "r": G_KEYS}
     out = []
     out.append("eddy bench: %d records of ~100 bytes (%d keys), topic %s:%d on one `eddy broker`, "
                "%d round(s)" % (N, NKEYS, IN_TOPIC, PARTS, ROUNDS))
@@ -891,7 +1045,7 @@ def summarize(results, kept, notes=None):
     def rate(k):
         return med[k]["rate"] if med.get(k) else None
 
-    a, b, c, d, e, f, h = (rate(k) for k in "abcdefh")
+    a, b, c, d, e, f, h, j = (rate(k) for k in "abcdefhj")
     g = med.get("g")
     rr = (results.get("r") or [None])[-1]
     r1, r2 = (rr or {}).get("r1") or {}, (rr or {}).get("r2") or {}
@@ -914,6 +1068,8 @@ def summarize(results, kept, notes=None):
          "< %.0f" % TARGETS["g_restart"], -TARGETS["g_restart"], "%.3f"),
         ("h/f", "window count exactly_once / f", h / f if f and h else None,
          ">= %.1f" % TARGETS["h/f"], TARGETS["h/f"], "%.2f"),
+        ("j/a", "stream-table join / C passthrough", j / a if a and j else None, "-", None, "%.2f"),
+        ("j/b", "stream-table join / eddy passthrough", j / b if b and j else None, "-", None, "%.2f"),
         ("r1", "recovery, kill -9, same state, s", r1.get("seconds"), "-", None, "%.2f"),
         ("r2", "recovery, empty state dir, s", r2.get("seconds"), "-", None, "%.2f"),
         ("r2", "restore from changelog, changes/s", restore_rate,
@@ -948,6 +1104,17 @@ def summarize(results, kept, notes=None):
                    "runs %s." % ("%.0f MiB" % (g["restart_rss"] / mb) if g.get("restart_rss") else "-",
                                  "%.3f" % g_restart if g_restart is not None else "-",
                                  ", ".join("%.3f" % x for x in restarts) or "-"))
+    jm = med.get("j")
+    if jm:
+        loads = sorted(x["table_s"] for x in results.get("j", []) if "table_s" in x)
+        out.append("")
+        out.append("j) median round: table of %d keys loaded in %s (%s records/s; runs %s s); "
+                   "the table run took %.1f s" % (
+                       J_KEYS, "%.2f s" % jm["table_s"] if "table_s" in jm else "-",
+                       "%.0f" % jm["table_rate"] if "table_rate" in jm else "-",
+                       ", ".join("%.2f" % x for x in loads) or "-", jm.get("table_wall", 0)))
+        out.append("   from its spawn to its stop, the stream run %.1f s (group join included); "
+                   "stream part %s records/s." % (jm.get("wall", 0), fmt_rate(jm).strip()))
     if rr:
         def at(x, key):
             return "%.2f s" % x[key] if x.get(key) is not None else "-"
@@ -985,6 +1152,12 @@ def summarize(results, kept, notes=None):
                "the whole process." % G_KEYS)
     out.append("h: job f with --guarantee exactly_once (a transaction per 1 s commit interval); "
                "h/f is the cost of exactly-once.")
+    out.append("j: a table of %d keys (%s) and %d stream records (%s), %d partitions each, "
+               "short values; the table loads alone first" % (J_KEYS, J_TABLE, N, J_STREAM, J_PARTS))
+    out.append("  (its load time: the first to the last table record processed, from --http's "
+               "eddy_records_in_total), then the stream part")
+    out.append("  runs on that state (records/s: outputs, as a-h); j/a and j/b compare it with "
+               "the passthroughs (bench-in: %d partitions, ~100-byte values)." % PARTS)
     out.append("r: %s (%d partitions), bench/count_job.lua at_least_once, commit interval %d ms, "
                "%s. Recovery = wall time from the" % (R_TOPIC, PARTS, COMMIT_MS,
                                                       " ".join(GROUP_X[1::2])))
