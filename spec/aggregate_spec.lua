@@ -8,57 +8,12 @@
 local h = require "helper"
 local cjson = require "cjson"
 local R = require "tools.agg_ref"
+local fj = require "tools.file_job"
 
-local PRE = 'local eddy = require "eddy"\n'
+local PRE = fj.PRE
 local TS0 = 1700000000000
 
--- an envelope line for a record {key=, value=, ts=, partition=, topic=}
-local function envelope(r)
-    if type(r) == "string" then return r end
-    return h.envelope({ topic = r.topic, key = r.key, payload = r.value, ts = r.ts, partition = r.partition })
-end
-
-local function summary(stderr)
-    local i, o, e, d = (stderr or ""):match("(%d+) record%(s%) in, (%d+) out, (%d+) error%(s%), (%d+) dead%-lettered")
-    if not i then return nil end
-    return { inn = tonumber(i), out = tonumber(o), errors = tonumber(e), dlq = tonumber(d) }
-end
-
---- Run a job (script text without the require line) over records in file mode.
---- opts.state: a state directory to use (and keep); default a fresh one, removed.
---- Returns { code, stderr, out (envelopes), dlq (envelopes), summary }.
-local function run(script, records, args, opts)
-    opts = opts or {}
-    local dir = h.tmpdir()
-    local sp = h.script(dir, opts.script_name or "job.lua", PRE .. script)
-    local lines = {}
-    for i, r in ipairs(records) do lines[i] = envelope(r) end
-    local input = h.write(dir .. "/in.jsonl", table.concat(lines, "\n") .. "\n")
-    local argv = { "run", sp, "--input", input, "--output", dir .. "/out.jsonl",
-        "--dlq", dir .. "/dlq.jsonl", "--state-dir", opts.state or (dir .. "/state"), "--no-watch" }
-    for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-    local code, _, stderr = h.eddy(argv)
-    local res = { code = code, stderr = stderr or "",
-        out = h.envelopes(h.read(dir .. "/out.jsonl") or ""),
-        dlq = h.envelopes(h.read(dir .. "/dlq.jsonl") or "") }
-    res.summary = summary(res.stderr)
-    os.execute("rm -rf " .. h.q(dir))
-    return res
-end
-
-local function check(script)
-    local dir = h.tmpdir()
-    local sp = h.script(dir, "job.lua", PRE .. script)
-    local code, out, err = h.eddy({ "check", sp })
-    os.execute("rm -rf " .. h.q(dir))
-    return code, out or "", err or ""
-end
-
--- the run went through: exit 0, nothing dead-lettered
-local function assert_clean(r)
-    assert.are.equal(0, r.code, "exit status; stderr:\n" .. r.stderr)
-    assert.are.equal(0, #r.dlq, "dead-lettered: " .. (r.dlq[1] and h.header(r.dlq[1], "eddy.error") or ""))
-end
+local run, check, assert_clean = fj.run, fj.check, fj.assert_clean
 
 local function assert_same_updates(out, expected, decode, expect_value)
     local d = R.diff_updates(out, expected, decode, expect_value)

@@ -60,13 +60,6 @@ end
 local APPS = { "cl-names", "cl-restore", "cl-orphans", "cl-kill", "cl-eos", "cl-eos-abort",
     "cl-eos-id", "cl-thr", "cl-thr-eos", "cl-thr-eos-id" }
 
-local function capture(cmd)
-    local p = assert(io.popen(cmd, "r"))
-    local s = p:read("*a")
-    p:close()
-    return s
-end
-
 local function count_of(t) local n = 0; for _ in pairs(t) do n = n + 1 end; return n end
 
 local function sorted_keys(t)
@@ -78,45 +71,8 @@ end
 
 -- ---------------------------------------------------------------- processes
 
-local function children(pid)
-    local l = {}
-    for x in capture("pgrep -P " .. pid .. " 2>/dev/null"):gmatch("%d+") do l[#l + 1] = tonumber(x) end
-    return l
-end
-
-local function descendants(pid, acc)
-    acc = acc or {}
-    for _, c in ipairs(children(pid)) do
-        acc[#acc + 1] = c
-        descendants(c, acc)
-    end
-    return acc
-end
-
 local function alive(pid)
     return k.sh("kill -0 " .. pid .. " 2>/dev/null") == 0
-end
-
--- The eddy process itself: the child of the `timeout` wrapper k.spawn starts.
-local function eddy_pid(p)
-    local c = k.wait_for("the eddy process under " .. p.name, 5, function()
-        return children(p.pid)[1]
-    end, 0.02)
-    return c
-end
-
--- Make sure a process and everything under it is gone: CONT (it may be stopped),
--- TERM to the wrapper (timeout forwards it to its process group), then KILL each of
--- its descendants by pid (a KILL to the wrapper alone would leave eddy running).
-local function reap(p)
-    if not p or not p:running() then return end
-    local kids = descendants(p.pid)
-    for _, c in ipairs(kids) do k.sh("kill -CONT " .. c .. " 2>/dev/null") end
-    p:signal("TERM")
-    if p:wait(8) == nil then
-        for _, c in ipairs(kids) do k.sh("kill -9 " .. c .. " 2>/dev/null") end
-        if p:wait(3) == nil then p:signal("KILL"); p:wait(3) end
-    end
 end
 
 local function tail(s, n)
@@ -187,30 +143,15 @@ describe("changelogs, restore and delivery guarantees", function()
                 list[#list + 1] = app .. "-__task-0-changelog"
             end
         end
-        local argv = { h.EDDY, "broker", "--control", ctl }
-        for _, t in ipairs(list) do
-            argv[#argv + 1] = "--topic"
-            argv[#argv + 1] = t .. ":" .. P
-        end
-        local cap = k.HARD_CAP_S
-        k.HARD_CAP_S = 600               -- the broker serves the whole file
-        broker = k.spawn(dir, "broker", argv)
-        k.HARD_CAP_S = cap
-        local ok, bootstrap = pcall(k.wait_for, "the broker's bootstrap line", 20, function()
-            if not broker:running() then error("eddy broker exited: " .. broker:stderr(), 0) end
-            return (broker:stdout():match("^bootstrap: (%S+)\n"))
-        end, 0.02)
-        if not ok then
-            local msg = ("%s\nstdout: %s\nstderr: %s"):format(tostring(bootstrap), broker:stdout(), broker:stderr())
-            reap(broker)
-            error(msg, 0)
-        end
-        B = bootstrap
+        local topics = {}
+        for i, t in ipairs(list) do topics[i] = { t, P } end
+        -- the broker serves the whole file: a longer cap than kafka_helper's default
+        broker, B = k.start_broker(dir, topics, { args = { "--control", ctl }, cap = 600, timeout = 20 })
     end)
 
     lazy_teardown(function()
-        for _, p in ipairs(procs) do reap(p) end
-        reap(broker)
+        for _, p in ipairs(procs) do p:reap() end
+        if broker then broker:reap() end
         if dir then
             if os.getenv("CHANGELOG_KEEP") == "1" then io.stderr:write("changelog_spec: kept " .. dir .. "\n")
             else os.execute("rm -rf " .. q(dir)) end
@@ -218,7 +159,7 @@ describe("changelogs, restore and delivery guarantees", function()
     end)
 
     after_each(function()
-        for _, p in ipairs(procs) do reap(p) end
+        for _, p in ipairs(procs) do p:reap() end
         procs = {}
         assert.is_true(broker ~= nil and broker:running(),
             "the broker died:\n" .. (broker and broker:stderr() or ""))
@@ -278,7 +219,7 @@ return job
 
     -- every topic of the cluster (a listing that names no topic creates none)
     local function topic_names()
-        local s = capture(("timeout 10 %s -L -J -b %s 2>/dev/null"):format(k.KCAT, q(B)))
+        local s = k.capture(("timeout 10 %s -L -J -b %s 2>/dev/null"):format(k.KCAT, q(B)))
         local ok, md = pcall(cjson.decode, s)
         assert(ok and type(md) == "table", "kcat -L -J: " .. s)
         local names = {}
@@ -664,7 +605,7 @@ return job
             if n >= n_before + 100 then return true end
             return nil, (n - n_before) .. " new output records"
         end, 0.1)
-        local pid = eddy_pid(p1)
+        local pid = p1:child()
         k.sh("kill -9 " .. pid)
         assert(p1:wait(5) ~= nil, "eddy survived SIGKILL")
         assert.is_true(prod:running(), "the input had ended at the kill: not mid-stream (the machine is too slow?)")
@@ -738,7 +679,7 @@ return job
         k.produce(B, gen(app, 120, ref, 0), dir)
         local p = start("eos-abort", app, script, dir .. "/state-eos-abort", { "--guarantee", "exactly_once" })
         wait_exact(app .. "-out", ref, { p }, 30)
-        local pid = eddy_pid(p)
+        local pid = p:child()
         local before = #p:stderr()
 
         -- pause the job, give it more input (kcat, murmur2 like the Java clients) and make
@@ -832,8 +773,8 @@ return job
 
         -- SIGTERM to the parent eddy process (not the wrapper, which would signal the
         -- whole process group): it stops both workers and exits 0
-        local parent = eddy_pid(p)
-        local workers = children(parent)
+        local parent = p:child()
+        local workers = k.children(parent)
         assert.are.equal(2, #workers, "worker processes under " .. parent)
         k.sh("kill -TERM " .. parent)
         local rc = p:wait(20)

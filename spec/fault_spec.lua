@@ -182,44 +182,9 @@ return job
 ]]):format(app, t.input, t.users, t.pages)
 end
 
-local function capture(cmd)
-    local p = assert(io.popen(cmd, "r"))
-    local s = p:read("*a")
-    p:close()
-    return s
-end
+local capture = k.capture
 
 local function count_of(t) local n = 0; for _ in pairs(t) do n = n + 1 end; return n end
-
--- every process under pid (children, their children, ...)
-local function descendants(pid)
-    local out, queue = {}, { pid }
-    while #queue > 0 do
-        local x = table.remove(queue)
-        for c in capture("pgrep -P " .. x .. " 2>/dev/null"):gmatch("%d+") do
-            out[#out + 1] = c
-            queue[#queue + 1] = c
-        end
-    end
-    return out
-end
-
-local function kill9_tree(p)
-    local pids = descendants(p.pid)
-    if #pids > 0 then os.execute("kill -9 " .. table.concat(pids, " ") .. " 2>/dev/null") end
-    return #pids
-end
-
--- make sure a process is gone: TERM (the `timeout` wrapper forwards it to eddy), then
--- KILL eddy itself (a KILL to the wrapper alone would leave eddy running)
-local function reap(p)
-    if not p:running() then return end
-    p:signal("TERM")
-    if p:wait(6) == nil then
-        kill9_tree(p)
-        if p:wait(3) == nil then p:signal("KILL"); p:wait(3) end
-    end
-end
 
 -- a whole topic, with kcat -C -J -e (bounded: a stalled read returns what it got)
 local function consume(B, topic)
@@ -325,35 +290,25 @@ describe("fault tolerance (issue 5)", function()
         dir = h.tmpdir()
         for name, group in pairs(GROUPS) do
             if not group.own_brokers then
-                local argv = { h.EDDY, "broker" }
+                local list = {}
                 for _, s in ipairs(group) do
                     local t = topics(s.app)
                     for _, key in ipairs({ "input", "users", "pages", "rep", "cl_users", "cl_pages" }) do
-                        argv[#argv + 1] = "--topic"
-                        argv[#argv + 1] = t[key] .. ":" .. P
+                        list[#list + 1] = { t[key], P }
                     end
                 end
                 -- a broker serves its group's tests (the file takes ~3 min): a longer cap than
                 -- kafka_helper's default
-                local cap = k.HARD_CAP_S
-                k.HARD_CAP_S = 300
-                local ok, p = pcall(k.spawn, dir, "broker-" .. name, argv)
-                k.HARD_CAP_S = cap
-                assert(ok, p)
+                local p = k.spawn_broker(dir, list, { name = "broker-" .. name, cap = 300 })
                 procs[#procs + 1] = p
                 brokers[name] = p
             end
         end
-        for name, p in pairs(brokers) do
-            p.bootstrap = k.wait_for("broker-" .. name .. "'s bootstrap line", 60, function()
-                if not p:running() then error("eddy broker exited " .. tostring(p:rc()) .. ": " .. p:stderr(), 0) end
-                return (p:stdout():match("^bootstrap: (%S+)\n"))
-            end, 0.05)
-        end
+        for _, p in pairs(brokers) do k.bootstrap(p, 60) end
     end)
 
     lazy_teardown(function()
-        for _, p in ipairs(procs) do reap(p) end
+        for _, p in ipairs(procs) do p:reap(6) end
         if dir then
             if KEEP then io.stderr:write("fault_spec: kept " .. dir .. "\n")
             else os.execute("rm -rf " .. h.q(dir)) end
@@ -362,7 +317,7 @@ describe("fault tolerance (issue 5)", function()
 
     after_each(function()
         for _, p in ipairs(procs) do
-            if not p.name:match("^broker%-") then reap(p) end
+            if not p.name:match("^broker%-") then p:reap(6) end
         end
         for name, p in pairs(brokers) do
             assert(p:running(), "broker-" .. name .. " died:\n" .. p:stderr())
@@ -453,7 +408,7 @@ describe("fault tolerance (issue 5)", function()
     function Sc:kill9(p)
         self:check_alive(p)
         local held = table.concat(parts(p, self.t.input), ",")
-        assert(kill9_tree(p) > 0, "no eddy process under " .. p.pid)
+        assert(p:kill9_tree() > 0, "no eddy process under " .. p.pid)
         assert(p:wait(5) ~= nil, p.name .. " survived SIGKILL")
         self.nkills = self.nkills + 1
         self:note("SIGKILL %s (it held %s[%s])", p.name, self.t.input, held)
@@ -874,25 +829,17 @@ describe("fault tolerance (issue 5)", function()
         -- the brokers, side by side (a FIFO each)
         each(scs, function(sc)
             sc.ctl = ("%s/control-%s"):format(dir, sc.app)
-            local argv = { h.EDDY, "broker", "--control", sc.ctl }
+            local list = {}
             for _, key in ipairs({ "input", "users", "pages", "rep", "cl_users", "cl_pages" }) do
-                argv[#argv + 1] = "--topic"
-                argv[#argv + 1] = sc.t[key] .. ":" .. P
+                list[#list + 1] = { sc.t[key], P }
             end
-            local cap = k.HARD_CAP_S
-            k.HARD_CAP_S = 200
-            local ok, p = pcall(k.spawn, dir, "fbroker-" .. sc.app, argv)
-            k.HARD_CAP_S = cap
-            assert(ok, p)
+            local p = k.spawn_broker(dir, list, { name = "fbroker-" .. sc.app, args = { "--control", sc.ctl }, cap = 200 })
             procs[#procs + 1] = p
             sc.broker = p
         end)
         each(scs, function(sc)
             sc:wait(sc.broker.name .. "'s bootstrap line", 60, {}, function()
-                if not sc.broker:running() then
-                    error("eddy broker exited " .. tostring(sc.broker:rc()) .. ": " .. sc.broker:stderr(), 0)
-                end
-                sc.B = sc.broker:stdout():match("^bootstrap: (%S+)\n")
+                sc.B = k.broker_address(sc.broker)
                 return sc.B
             end)
             sc:note("broker at %s", sc.B)

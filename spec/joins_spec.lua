@@ -30,58 +30,10 @@ local h = require "helper"
 local cjson = require "cjson"
 local testing = require "eddy.testing"
 local R = require "tools.agg_ref"
+local fj = require "tools.file_job"
 
-local PRE = 'local eddy = require "eddy"\n'
-
--- an envelope line for a record {topic=, key=, value=, ts=, partition=}
-local function envelope(r)
-    return h.envelope({ topic = r.topic, key = r.key, payload = r.value, ts = r.ts, partition = r.partition })
-end
-
-local function summary(stderr)
-    local i, o, e, d = (stderr or ""):match("(%d+) record%(s%) in, (%d+) out, (%d+) error%(s%), (%d+) dead%-lettered")
-    if not i then return nil end
-    return { inn = tonumber(i), out = tonumber(o), errors = tonumber(e), dlq = tonumber(d) }
-end
-
---- Run a job (script text without the require line) over records in file mode.
---- opts.keep_state: keep the state dir and return it (res.state), for `eddy stores`.
---- Returns { code, stderr, out (envelopes), dlq (envelopes), summary, dir }.
-local function run(script, records, args, opts)
-    opts = opts or {}
-    local dir = h.tmpdir()
-    local sp = h.script(dir, "job.lua", PRE .. script)
-    local lines = {}
-    for i, r in ipairs(records) do lines[i] = envelope(r) end
-    local input = h.write(dir .. "/in.jsonl", table.concat(lines, "\n") .. "\n")
-    local argv = { "run", sp, "--input", input, "--output", dir .. "/out.jsonl",
-        "--dlq", dir .. "/dlq.jsonl", "--state-dir", dir .. "/state", "--no-watch" }
-    for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-    local code, _, stderr = h.eddy(argv)
-    local res = { code = code, stderr = stderr or "",
-        out = h.envelopes(h.read(dir .. "/out.jsonl") or ""),
-        dlq = h.envelopes(h.read(dir .. "/dlq.jsonl") or "") }
-    res.summary = summary(res.stderr)
-    if opts.keep_state then
-        res.dir, res.script = dir, sp
-    else
-        os.execute("rm -rf " .. h.q(dir))
-    end
-    return res
-end
-
-local function check(script)
-    local dir = h.tmpdir()
-    local sp = h.script(dir, "job.lua", PRE .. script)
-    local code, out, err = h.eddy({ "check", sp })
-    os.execute("rm -rf " .. h.q(dir))
-    return code, out or "", err or ""
-end
-
-local function assert_clean(r)
-    assert.are.equal(0, r.code, "exit status; stderr:\n" .. r.stderr)
-    assert.are.equal(0, #r.dlq, "dead-lettered: " .. (r.dlq[1] and tostring(h.header(r.dlq[1], "eddy.error")) or ""))
-end
+local PRE = fj.PRE
+local run, check, assert_clean, strip, summary = fj.run, fj.check, fj.assert_clean, fj.strip, fj.summary
 
 -- ===========================================================================================
 -- 1. Kafka Streams' tests, transcribed
@@ -134,41 +86,17 @@ local function records_of(step)
     return recs
 end
 
-local function strip(list)
-    local out = {}
-    for i, r in ipairs(list) do
-        local v = r.value
-        if v == nil then v = r.payload end        -- h.envelopes' records carry `payload`
-        out[i] = { key = r.key, value = v, ts = r.ts }
-    end
-    return out
-end
-
 -- Phase by phase with the driver (each read is one `eddy run` on the same state),
 -- then the whole input as one file-mode run: the same outputs in the same order.
 local function ks_scenario(method, steps)
-    local d = testing.driver(PRE .. ks_script(method))
-    local all_in, all_out = {}, {}
-    local ok, err = pcall(function()
-        for n, step in ipairs(steps) do
-            if step.what == "expect" then
-                local got = strip(d:read_all("out"))
-                assert.are.same(step.list, got, ("checkAndClearProcessResult #%d"):format(n))
-                for _, e in ipairs(step.list) do all_out[#all_out + 1] = e end
-            else
-                for _, r in ipairs(records_of(step)) do
-                    d:pipe(r.topic, { { key = r.key, value = r.value, ts = r.ts } })
-                    all_in[#all_in + 1] = r
-                end
-            end
-        end
-        assert.are.same({}, d:dlq())
-    end)
-    d:close()
-    if not ok then error(err, 0) end
-    local r = run(ks_script(method), all_in)
-    assert_clean(r)
-    assert.are.same(all_out, strip(r.out), "the same input as one run")
+    local list = {}
+    for n, step in ipairs(steps) do
+        local items = step.what == "expect"
+            and { { expect = step.list, what = ("checkAndClearProcessResult #%d"):format(n) } }
+            or records_of(step)
+        for _, x in ipairs(items) do list[#list + 1] = x end
+    end
+    fj.phases(ks_script(method), "out", list, "the same input as one run")
 end
 
 describe("KStreamKTableJoinTest, transcribed (stream:join)", function()
@@ -702,20 +630,11 @@ return job
 
 describe("stream-table join in Kafka mode (eddy broker)", function()
     local K = require "kafka_helper"
-    local dir, broker, brokers, procs
-
-    setup(function()
-        dir = h.tmpdir()
-        procs = {}
-        broker, brokers = K.start_broker(dir, { { "orders", 4 }, { "customers", 4 }, { "customers-narrow", 2 },
-            { "orders-enriched", 4 }, { "orders-b", 4 }, { "customers-b", 4 }, { "enriched-b", 4 } })
-    end)
-
-    teardown(function()
-        for _, p in ipairs(procs) do p:kill() end
-        if broker then broker:kill() end
-        os.execute("rm -rf " .. h.q(dir))
-    end)
+    local cluster = K.cluster({ { "orders", 4 }, { "customers", 4 }, { "customers-narrow", 2 },
+        { "orders-enriched", 4 }, { "orders-b", 4 }, { "customers-b", 4 }, { "enriched-b", 4 } })
+    local dir, brokers, procs
+    setup(function() dir, brokers, procs = cluster:start() end)
+    teardown(function() cluster:stop() end)
 
     local function rec(topic, key, value, ts)
         return { topic = topic, key = key, value = value and cjson.encode(value) or nil, ts = ts,
@@ -1060,20 +979,11 @@ return job
 
     describe("in Kafka mode (eddy broker): products with 2 partitions, orders with 4", function()
         local K = require "kafka_helper"
-        local dir, broker, brokers, procs
-
-        setup(function()
-            dir = h.tmpdir()
-            procs = {}
-            broker, brokers = K.start_broker(dir, { { "g-products", 2 }, { "g-orders", 4 }, { "g-enriched", 4 },
-                { "g-enriched-2", 4 } })
-        end)
-
-        teardown(function()
-            for _, p in ipairs(procs) do p:kill() end
-            if broker then broker:kill() end
-            os.execute("rm -rf " .. h.q(dir))
-        end)
+        local cluster = K.cluster({ { "g-products", 2 }, { "g-orders", 4 }, { "g-enriched", 4 },
+            { "g-enriched-2", 4 } })
+        local dir, brokers, procs
+        setup(function() dir, brokers, procs = cluster:start() end)
+        teardown(function() cluster:stop() end)
 
         local GLOBAL_KAFKA_JOB = [[
 local job = eddy.job { name = "%s" }

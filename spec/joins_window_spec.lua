@@ -32,8 +32,9 @@ local h = require "helper"
 local testing = require "eddy.testing"
 local ref = require "tools.join_ref"
 local rng = require("tools.agg_ref").rng
+local fj = require "tools.file_job"
 
-local PRE = 'local eddy = require "eddy"\n'
+local PRE = fj.PRE
 
 -- ===========================================================================================
 -- helpers
@@ -57,51 +58,12 @@ return job
 ]]):format(o.name or "jw", o.right_step or "", o.left_step or "", METHOD[o.mode], o.window, o.tag or "")
 end
 
-local function envelope(r)
-    return h.envelope({ topic = r.topic, key = r.key, payload = r.value, ts = r.ts, partition = r.partition })
-end
-
---- Run a job over records in file mode; returns { code, stderr, out (envelopes), dlq }.
+--- Run a job over records in file mode, --quiet; returns { code, stderr, out (envelopes), dlq }.
 local function run(script, records, args)
-    local dir = h.tmpdir()
-    local sp = h.script(dir, "job.lua", PRE .. script)
-    local lines = {}
-    for i, r in ipairs(records) do lines[i] = envelope(r) end
-    local input = h.write(dir .. "/in.jsonl", table.concat(lines, "\n") .. "\n")
-    local argv = { "run", sp, "--input", input, "--output", dir .. "/out.jsonl",
-        "--dlq", dir .. "/dlq.jsonl", "--state-dir", dir .. "/state", "--no-watch", "--quiet" }
-    for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-    local code, _, stderr = h.eddy(argv)
-    local res = { code = code, stderr = stderr or "",
-        out = h.envelopes(h.read(dir .. "/out.jsonl") or ""),
-        dlq = h.envelopes(h.read(dir .. "/dlq.jsonl") or "") }
-    os.execute("rm -rf " .. h.q(dir))
-    return res
+    return fj.run(script, records, args, { quiet = true })
 end
 
-local function check(script)
-    local dir = h.tmpdir()
-    local sp = h.script(dir, "job.lua", PRE .. script)
-    local code, out, err = h.eddy({ "check", sp })
-    os.execute("rm -rf " .. h.q(dir))
-    return code, out or "", err or ""
-end
-
-local function assert_clean(r)
-    assert.are.equal(0, r.code, "exit status; stderr:\n" .. r.stderr)
-    assert.are.equal(0, #r.dlq, "dead-lettered: " .. (r.dlq[1] and tostring(h.header(r.dlq[1], "eddy.error")) or ""))
-end
-
--- {key, value, ts} of output records (envelopes carry `payload`, driver records `value`)
-local function strip(list)
-    local out = {}
-    for i, r in ipairs(list) do
-        local v = r.value
-        if v == nil then v = r.payload end
-        out[i] = { key = r.key, value = v, ts = r.ts }
-    end
-    return out
-end
+local check, assert_clean, strip = fj.check, fj.assert_clean, fj.strip
 
 local function show(list, from, to)
     local parts = {}
@@ -160,34 +122,21 @@ local function flatten(steps)
     return out
 end
 
--- Run a transcribed case: mode "inner" | "left" | "outer", window (Lua text).
+-- Run a transcribed case: mode "inner" | "left" | "outer", window (Lua text): phase by
+-- phase, one `eddy run` per phase on one state, then the same input as one run.
 local function ks_case(mode, window, steps)
-    steps = flatten(steps)
-    local script = job_script { name = "ks-" .. mode, mode = mode, window = window }
-    -- phase by phase, one `eddy run` per phase on one state
-    local d = testing.driver(PRE .. script)
-    local all_in, all_out, phase = {}, {}, 0
-    local ok, err = pcall(function()
-        for _, s in ipairs(steps) do
-            if s.expect then
-                phase = phase + 1
-                local got = strip(d:read_all("out"))
-                assert.are.same(s.expect, got, ("checkAndClearProcessResult #%d%s"):format(phase,
-                    s.why and (" (eddy differs from Kafka Streams here: " .. s.why .. ")") or ""))
-                for _, e in ipairs(s.expect) do all_out[#all_out + 1] = e end
-            else
-                d:pipe(s.topic, { { key = s.key, value = s.value, ts = s.ts, partition = s.partition } })
-                all_in[#all_in + 1] = s
-            end
+    local list, phase = {}, 0
+    for _, s in ipairs(flatten(steps)) do
+        if s.expect then
+            phase = phase + 1
+            list[#list + 1] = { expect = s.expect, what = ("checkAndClearProcessResult #%d%s"):format(phase,
+                s.why and (" (eddy differs from Kafka Streams here: " .. s.why .. ")") or "") }
+        else
+            list[#list + 1] = s
         end
-        assert.are.same({}, d:dlq())
-    end)
-    d:close()
-    if not ok then error(err, 0) end
-    -- the same input as one run
-    local r = run(script, all_in)
-    assert_clean(r)
-    assert.are.same(all_out, strip(r.out), "the whole input as one run")
+    end
+    fj.phases(job_script { name = "ks-" .. mode, mode = mode, window = window }, "out", list,
+        "the whole input as one run", { quiet = true })
 end
 
 -- Kafka Streams keeps each side's records in a window store that ages by the timestamps

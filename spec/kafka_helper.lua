@@ -31,6 +31,7 @@ local function capture(cmd)
     p:close()
     return s
 end
+_M.capture = capture
 
 --- Poll `fn` every `step` seconds until it returns a truthy value or `timeout`
 --- seconds pass. Returns fn's values; on timeout, errors with `what` and the last
@@ -55,9 +56,9 @@ end
 local Proc = {}
 Proc.__index = Proc
 
---- Start argv in the background with stdout/stderr to files in `dir`.
---- Returns a process object (pid, out, err files).
-function _M.spawn(dir, name, argv)
+--- Start argv in the background with stdout/stderr to files in `dir`, killed after
+--- `cap` seconds (default HARD_CAP_S). Returns a process object (pid, out, err files).
+function _M.spawn(dir, name, argv, cap)
     local parts = {}
     for i, a in ipairs(argv) do parts[i] = q(a) end
     local p = setmetatable({
@@ -71,7 +72,7 @@ function _M.spawn(dir, name, argv)
     os.remove(p.pidfile)
     -- `timeout` forwards TERM/INT to the command and returns its exit status
     local inner = ("timeout -k 5 %d %s > %s 2> %s < /dev/null & echo $! > %s; wait $!; echo $? > %s")
-        :format(_M.HARD_CAP_S, table.concat(parts, " "), q(p.out), q(p.err), q(p.pidfile),
+        :format(cap or _M.HARD_CAP_S, table.concat(parts, " "), q(p.out), q(p.err), q(p.pidfile),
                 q(p.rcfile))
     run("sh -c " .. q(inner) .. " > /dev/null 2>&1 &")
     p.pid = _M.wait_for(name .. " to start", 5, function()
@@ -131,24 +132,119 @@ function Proc:kill()
     end
 end
 
+--- The pids (numbers) of pid's children.
+function _M.children(pid)
+    local l = {}
+    for x in capture("pgrep -P " .. pid .. " 2>/dev/null"):gmatch("%d+") do l[#l + 1] = tonumber(x) end
+    return l
+end
+
+--- Every process under pid (children, their children, ...): pids (numbers).
+function _M.descendants(pid)
+    local out, queue = {}, { pid }
+    while #queue > 0 do
+        for _, c in ipairs(_M.children(table.remove(queue))) do
+            out[#out + 1] = c
+            queue[#queue + 1] = c
+        end
+    end
+    return out
+end
+
+--- The eddy process itself, the `timeout` wrapper's child (waits up to 5 s for it), to
+--- signal it directly.
+function Proc:child()
+    return _M.wait_for("the eddy process under " .. self.name, 5, function()
+        return _M.children(self.pid)[1]
+    end, 0.02)
+end
+
+--- SIGKILL everything under the wrapper (eddy and its workers); returns how many there were.
+function Proc:kill9_tree()
+    local pids = _M.descendants(self.pid)
+    if #pids > 0 then run("kill -9 " .. table.concat(pids, " ") .. " 2>/dev/null") end
+    return #pids
+end
+
+--- Teardown for processes that may be stopped or have workers: CONT to everything under
+--- the wrapper, TERM to the wrapper (forwarded to eddy); after `term_wait` s (default 8)
+--- KILL to everything under it (as it was before the TERM, and now), then to the wrapper.
+function Proc:reap(term_wait)
+    if not self:running() then return end
+    local kids = _M.descendants(self.pid)
+    for _, c in ipairs(kids) do run("kill -CONT " .. c .. " 2>/dev/null") end
+    self:signal("TERM")
+    if self:wait(term_wait or 8) == nil then
+        for _, c in ipairs(kids) do run("kill -9 " .. c .. " 2>/dev/null") end
+        self:kill9_tree()
+        if self:wait(3) == nil then self:signal("KILL"); self:wait(3) end
+    end
+end
+
 -- ---------------------------------------------------------------- broker / eddy
 
---- Start `eddy broker` with topics { {name, partitions}, ... }. Returns proc, bootstrap.
-function _M.start_broker(dir, topics)
+--- Start `eddy broker` with topics { {name, partitions}, ... } without waiting for it.
+--- opts.name: the process's name (default "broker"); opts.args: arguments before the
+--- topics (e.g. { "--control", path }); opts.cap: its hard cap in seconds (spawn()).
+function _M.spawn_broker(dir, topics, opts)
+    opts = opts or {}
     local argv = { h.EDDY, "broker" }
+    for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
     for _, t in ipairs(topics) do
         argv[#argv + 1] = "--topic"
         argv[#argv + 1] = t[1] .. ":" .. t[2]
     end
-    local p = _M.spawn(dir, "broker", argv)
-    -- the mock cluster can take many seconds to create many topics (8-18 s seen)
-    local ok, bootstrap = pcall(_M.wait_for, "the broker's bootstrap line", 60, function()
-        if not p:running() then error("eddy broker exited " .. tostring(p:rc()) .. ": " .. p:stderr()) end
-        return (p:stdout():match("^bootstrap: (%S+)\n"))
+    return _M.spawn(dir, opts.name or "broker", argv, opts.cap)
+end
+
+--- A broker's bootstrap address once it has printed its line, else nil; errors if it exited.
+function _M.broker_address(p)
+    if not p:running() then error("eddy broker exited " .. tostring(p:rc()) .. ": " .. p:stderr(), 0) end
+    return (p:stdout():match("^bootstrap: (%S+)\n"))
+end
+
+--- Wait up to `timeout` s (default 60: the mock cluster can take many seconds to create
+--- many topics, 8-18 s seen) for a broker's bootstrap line; returns the address, also
+--- kept in p.bootstrap.
+function _M.bootstrap(p, timeout)
+    p.bootstrap = _M.wait_for(p.name .. "'s bootstrap line", timeout or 60, function()
+        local b = _M.broker_address(p)
+        return b, b == nil and ("stdout: %s\nstderr: %s"):format(p:stdout(), p:stderr()) or nil
     end, 0.02)
+    return p.bootstrap
+end
+
+--- Start `eddy broker` (spawn_broker's opts; opts.timeout: bootstrap()'s) and wait for
+--- it; on failure it is killed. Returns proc, bootstrap.
+function _M.start_broker(dir, topics, opts)
+    local p = _M.spawn_broker(dir, topics, opts)
+    local ok, bootstrap = pcall(_M.bootstrap, p, opts and opts.timeout)
     if not ok then p:kill(); error(bootstrap, 0) end
-    p.bootstrap = bootstrap
     return p, bootstrap
+end
+
+--- A broker for a describe block: `local c = K.cluster(topics)`, then
+--- `setup(function() dir, brokers, procs = c:start() end)` and `teardown(function() c:stop() end)`.
+--- start() makes a temporary dir and starts `eddy broker` with topics { {name, partitions}, ... }
+--- there; it returns the dir, the bootstrap address and a list for the processes the tests
+--- start (c.procs); stop() kills those, then the broker, and removes the dir.
+local Cluster = {}
+Cluster.__index = Cluster
+
+function _M.cluster(topics)
+    return setmetatable({ topics = topics, procs = {} }, Cluster)
+end
+
+function Cluster:start()
+    self.dir = h.tmpdir()
+    self.broker, self.brokers = _M.start_broker(self.dir, self.topics)
+    return self.dir, self.brokers, self.procs
+end
+
+function Cluster:stop()
+    for _, p in ipairs(self.procs) do p:kill() end
+    if self.broker then self.broker:kill() end
+    if self.dir then os.execute("rm -rf " .. q(self.dir)) end
 end
 
 -- eddy's own session settings for the mock cluster (a first join takes ~3 s)

@@ -35,48 +35,11 @@
 --         join's stored records kept across the swap.
 local h = require "helper"
 local cjson = require "cjson"
-local testing = require "eddy.testing"
 local R = require "tools.agg_ref"
+local fj = require "tools.file_job"
 
-local PRE = 'local eddy = require "eddy"\n'
-
-local function envelope(r)
-    return h.envelope({ topic = r.topic, key = r.key, payload = r.value, ts = r.ts, partition = r.partition })
-end
-
---- Run a job (script text without the require line) over records in file mode.
---- Returns { code, stderr, out (envelopes), dlq (envelopes) }.
-local function run(script, records, args)
-    local dir = h.tmpdir()
-    local sp = h.script(dir, "job.lua", PRE .. script)
-    local lines = {}
-    for i, r in ipairs(records) do lines[i] = envelope(r) end
-    local input = h.write(dir .. "/in.jsonl", table.concat(lines, "\n") .. "\n")
-    local argv = { "run", sp, "--input", input, "--output", dir .. "/out.jsonl",
-        "--dlq", dir .. "/dlq.jsonl", "--state-dir", dir .. "/state", "--no-watch" }
-    for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-    local code, _, stderr = h.eddy(argv)
-    local res = { code = code, stderr = stderr or "",
-        out = h.envelopes(h.read(dir .. "/out.jsonl") or ""),
-        dlq = h.envelopes(h.read(dir .. "/dlq.jsonl") or "") }
-    os.execute("rm -rf " .. h.q(dir))
-    return res
-end
-
-local function assert_clean(r)
-    assert.are.equal(0, r.code, "exit status; stderr:\n" .. r.stderr)
-    assert.are.equal(0, #r.dlq, "dead-lettered: " .. (r.dlq[1] and tostring(h.header(r.dlq[1], "eddy.error")) or ""))
-end
-
-local function strip(list)
-    local out = {}
-    for i, r in ipairs(list) do
-        local v = r.value
-        if v == nil then v = r.payload end
-        out[i] = { key = r.key, value = v, ts = r.ts }
-    end
-    return out
-end
+local PRE = fj.PRE
+local run, assert_clean, strip = fj.run, fj.assert_clean, fj.strip
 
 -- ===========================================================================================
 -- 1. Kafka Streams' tests, transcribed
@@ -184,25 +147,13 @@ end
 
 -- Phase by phase with the driver, then the whole input as one run.
 local function ks_scenario(method, phases, expected)
-    local d = testing.driver(PRE .. ks_script(method))
-    local all_in, all_out = {}, {}
-    local ok, err = pcall(function()
-        for n, phase in ipairs(phases) do
-            local step = type(phase) == "function" and phase() or phase
-            for _, r in ipairs(records_of(step)) do
-                d:pipe(r.topic, { { key = r.key, value = r.value, ts = r.ts } })
-                all_in[#all_in + 1] = r
-            end
-            assert.are.same(expected[n], strip(d:read_all("output")), ("phase %d (checkAndClearProcessResult)"):format(n))
-            for _, e in ipairs(expected[n]) do all_out[#all_out + 1] = e end
-        end
-        assert.are.same({}, d:dlq())
-    end)
-    d:close()
-    if not ok then error(err, 0) end
-    local r = run(ks_script(method), all_in)
-    assert_clean(r)
-    assert.are.same(all_out, strip(r.out), "the same input as one run")
+    local steps = {}
+    for n, phase in ipairs(phases) do
+        local step = type(phase) == "function" and phase() or phase
+        for _, r in ipairs(records_of(step)) do steps[#steps + 1] = r end
+        steps[#steps + 1] = { expect = expected[n], what = ("phase %d (checkAndClearProcessResult)"):format(n) }
+    end
+    fj.phases(ks_script(method), "output", steps, "the same input as one run")
 end
 
 describe("KTableKTable*JoinTest, transcribed (table:join / left_join / outer_join)", function()
@@ -247,11 +198,8 @@ end)
 
 describe("table-table joins refused at load", function()
     local function check(body)
-        local dir = h.tmpdir()
-        local sp = h.script(dir, "job.lua", PRE .. 'local job = eddy.job { name = "bad" }\n' .. body .. "\nreturn job\n")
-        local code, _, err = h.eddy({ "check", sp })
-        os.execute("rm -rf " .. h.q(dir))
-        return code, err or ""
+        local code, _, err = fj.check('local job = eddy.job { name = "bad" }\n' .. body .. "\nreturn job\n")
+        return code, err
     end
     for _, case in ipairs({
         { "an aggregation after a repartition (not co-partitioned)", [[
@@ -481,27 +429,18 @@ local FAR = T0 + 10 * 3600 * 1000                     -- past every window and g
 
 describe("joins in Kafka mode (eddy broker)", function()
     local K = require "kafka_helper"
-    local dir, broker, brokers, procs
-
-    setup(function()
-        dir = h.tmpdir()
-        procs = {}
-        broker, brokers = K.start_broker(dir, {
-            { "ssa-views", 1 }, { "ssa-clicks", 2 }, { "ssa-out", 2 },
-            { "ssa-join-1-left-repartition", 2 }, { "ssa-join-1-right-repartition", 2 },
-            { "ssb-views", 2 }, { "ssb-clicks", 2 }, { "ssb-out", 2 },
-            { "ssb-join-1-left-repartition", 2 }, { "ssb-join-1-right-repartition", 2 },
-            { "ttk-a", 2 }, { "ttk-b", 2 }, { "ttk-out", 2 },
-            { "pc-a", 2 }, { "pc-b", 3 },
-            { "ssh-left", 2 }, { "ssh-right", 2 }, { "ssh-out", 2 },
-        })
-    end)
-
-    teardown(function()
-        for _, p in ipairs(procs) do p:kill() end
-        if broker then broker:kill() end
-        os.execute("rm -rf " .. h.q(dir))
-    end)
+    local cluster = K.cluster({
+        { "ssa-views", 1 }, { "ssa-clicks", 2 }, { "ssa-out", 2 },
+        { "ssa-join-1-left-repartition", 2 }, { "ssa-join-1-right-repartition", 2 },
+        { "ssb-views", 2 }, { "ssb-clicks", 2 }, { "ssb-out", 2 },
+        { "ssb-join-1-left-repartition", 2 }, { "ssb-join-1-right-repartition", 2 },
+        { "ttk-a", 2 }, { "ttk-b", 2 }, { "ttk-out", 2 },
+        { "pc-a", 2 }, { "pc-b", 3 },
+        { "ssh-left", 2 }, { "ssh-right", 2 }, { "ssh-out", 2 },
+    })
+    local dir, brokers, procs
+    setup(function() dir, brokers, procs = cluster:start() end)
+    teardown(function() cluster:stop() end)
 
     local function start(name, script, state, extra)
         local args = { "--state-dir", dir .. "/" .. state, "--commit-interval", "200", "--no-watch" }
@@ -509,16 +448,6 @@ describe("joins in Kafka mode (eddy broker)", function()
         local p = K.start_eddy(dir, name, script, brokers, args)
         procs[#procs + 1] = p
         return p
-    end
-
-    -- the eddy process itself (the `timeout` wrapper's child), to signal it directly
-    local function child_pid(p)
-        return K.wait_for(p.name .. "'s eddy process", 5, function()
-            local f = io.popen("pgrep -P " .. p.pid)
-            local s = f:read("*a")
-            f:close()
-            return tonumber(s:match("%d+"))
-        end, 0.05)
     end
 
     -- wait until the group committed every record of `topics` ({ {name, partitions}, ... })
@@ -743,7 +672,7 @@ return job
         }), sorted(out), "clicks after the restart join views from before it")
         assert.is_truthy(p2:stderr():find("restored", 1, true), p2:stderr())
         -- kill -9: no clean close (everything up to here was committed)
-        K.sh("kill -KILL " .. child_pid(p2))
+        K.sh("kill -KILL " .. p2:child())
         assert.is_truthy(p2:wait(10) ~= nil, "run 2 killed")
 
         -- run 3 on another empty state dir: a click for user 2 joins view 2 (run 1), a new
@@ -900,7 +829,7 @@ return job
         wait_committed("ssh", { { "ssh-left", 2 }, { "ssh-right", 2 } }, 9, p)
 
         h.write(path, version("v2"))
-        K.sh("kill -HUP " .. child_pid(p))
+        K.sh("kill -HUP " .. p:child())
         K.wait_for("the swap", 10, function()
             if not p:running() then error("eddy exited:\n" .. p:stderr(), 0) end
             return p:stderr():find("swapped in", 1, true)
