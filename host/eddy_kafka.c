@@ -194,6 +194,7 @@ typedef struct run {
     kafka_sink   *ks;
     eddy_runner  *runner;
     rd_kafka_topic_partition_list_t *tasks;   /* assigned partitions; .offset = next to commit */
+    rd_kafka_topic_partition_list_t *starts;  /* the same; .offset = where each started */
     int           dirty;                     /* offsets advanced since the last commit */
     rd_kafka_topic_partition_list_t *pending; /* processed, flushed, not yet committed */
     eddy_changelog *cl;                      /* the stores' changelogs (stateful jobs) */
@@ -519,6 +520,8 @@ static void resume_positions(run *r, rd_kafka_topic_partition_list_t *parts)
                           "group committed %lld): going on from there", p->topic,
                           p->partition, (long long)local, (long long)group);
             p->offset = local;
+        } else if (p->offset < 0 && group >= 0) {
+            p->offset = group;        /* explicit: where it starts is then known (timesync, lag) */
         }
     }
     rd_kafka_topic_partition_list_destroy(committed);
@@ -546,7 +549,7 @@ static int rewind_tasks(run *r)
         for (int i = 0; i < parts->cnt; i++) {
             int sub = eddy_changelog_sub_of(r->cl, parts->elems[i].topic);
             eddy_timesync_assign(r->sync, parts->elems[i].topic, parts->elems[i].partition,
-                                 ((sub < 0 ? 0 : sub) << 16) | parts->elems[i].partition);
+                                 ((sub < 0 ? 0 : sub) << 16) | parts->elems[i].partition, -1);
         }
     }
     int rc = 0;
@@ -624,7 +627,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (r->sync) {
                 int sub = eddy_changelog_sub_of(r->cl, p->topic);
                 eddy_timesync_assign(r->sync, p->topic, p->partition,
-                                     ((sub < 0 ? 0 : sub) << 16) | p->partition);
+                                     ((sub < 0 ? 0 : sub) << 16) | p->partition, p->offset);
             }
             if (r->conf->state) {
                 eddy_job_assign_partition(r->job, p->partition);
@@ -655,6 +658,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         for (int i = 0; i < r->tasks->cnt; i++) {
             r->tasks->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
         }
+        if (r->starts) {
+            rd_kafka_topic_partition_list_destroy(r->starts);
+        }
+        r->starts = rd_kafka_topic_partition_list_copy(parts);   /* where each task starts */
         rd_kafka_assign(rk, parts);
         commit_pending(r);
     } else {
@@ -681,6 +688,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (r->tasks) {
             rd_kafka_topic_partition_list_destroy(r->tasks);
             r->tasks = NULL;
+        }
+        if (r->starts) {
+            rd_kafka_topic_partition_list_destroy(r->starts);
+            r->starts = NULL;
         }
         rd_kafka_assign(rk, NULL);
     }
@@ -1023,6 +1034,12 @@ static void report_tasks(run *r)
             eddy_status_task *t = &ts[n++];
             snprintf(t->topic, sizeof t->topic, "%s", p->topic);
             t->partition = p->partition;
+            rd_kafka_topic_partition_t *st =
+                p->offset < 0 && r->starts
+                    ? rd_kafka_topic_partition_list_find(r->starts, p->topic, p->partition) : NULL;
+            if (st && st->offset >= 0) {
+                p->offset = st->offset;                   /* nothing consumed yet: its start */
+            }
             t->offset = p->offset;
             t->lag = hi >= 0 ? hi - (p->offset >= 0 ? p->offset : lo) : -1;
             if (t->lag < 0 && hi >= 0) {
@@ -1150,6 +1167,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
     rd_kafka_queue_t *cq = NULL, *gq = NULL;
     rd_kafka_topic_partition_list_t *global_eof = NULL;   /* global partitions read to the end */
     int global_ready = 0;
+    ssize_t sync_pulled = 0;           /* records the timestamp queues gave last time */
     int rc = 0;
     const char *pdefaults[] = {
         "bootstrap.servers", c->brokers, "enable.idempotence", "true",
@@ -1370,7 +1388,9 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
             }
         }
         if (!gq || global_ready) {
-            ssize_t g2 = rd_kafka_consume_batch_queue(cq, got > 0 ? 0 : 100, raw + got,
+            /* no wait while the timestamp queues hand out records they hold */
+            int ready = r.sync && sync_pulled > 0 && eddy_timesync_held(r.sync) > 0;
+            ssize_t g2 = rd_kafka_consume_batch_queue(cq, got > 0 || ready ? 0 : 100, raw + got,
                                                       (size_t)(BATCH_MAX - got));
             if (r.sync && g2 >= 0) {
                 /* tables: each task's records in timestamp order across its partitions */
@@ -1385,6 +1405,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
                     }
                 }
                 g2 = eddy_timesync_pull(r.sync, r.consumer, raw + got, (size_t)(BATCH_MAX - got));
+                sync_pulled = g2;
             }
             got += g2 > 0 ? g2 : 0;
         }
@@ -1575,6 +1596,9 @@ out:
         rd_kafka_flush(r.producer, 5000);
     }
     eddy_sink_destroy(ksink);
+    if (r.starts) {
+        rd_kafka_topic_partition_list_destroy(r.starts);
+    }
     if (r.tasks) {
         rd_kafka_topic_partition_list_destroy(r.tasks);
     }

@@ -74,7 +74,17 @@ static queue *find(eddy_timesync *ts, const char *topic, int32_t partition)
     return NULL;
 }
 
-void eddy_timesync_assign(eddy_timesync *ts, const char *topic, int32_t partition, int32_t task)
+size_t eddy_timesync_held(const eddy_timesync *ts)
+{
+    size_t n = 0;
+    for (int i = 0; i < ts->nq; i++) {
+        n += ts->q[i]->len;
+    }
+    return n;
+}
+
+void eddy_timesync_assign(eddy_timesync *ts, const char *topic, int32_t partition, int32_t task,
+                          int64_t start)
 {
     if (find(ts, topic, partition) || ts->nq == MAX_QUEUES) {
         return;
@@ -86,7 +96,7 @@ void eddy_timesync_assign(eddy_timesync *ts, const char *topic, int32_t partitio
     snprintf(q->topic, sizeof q->topic, "%s", topic);
     q->partition = partition;
     q->task = task;
-    q->next_offset = -1;
+    q->next_offset = start >= 0 ? start : -1;
     ts->blocked_since[ts->nq] = 0;
     ts->q[ts->nq++] = q;
 }
