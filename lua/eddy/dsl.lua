@@ -598,13 +598,22 @@ function _M.topology(job)
         stateful = job.stateful or false }
 end
 
--- "outer_join [join-1] within -10s..+10s" / "left_join (tables)"
+-- A duration in the largest unit that divides it: 600000 -> "10m".
+local function dur_text(ms)
+    for _, u in ipairs({ { 3600000, "h" }, { 60000, "m" }, { 1000, "s" } }) do
+        if ms ~= 0 and ms % u[1] == 0 then return ("%d%s"):format(ms / u[1], u[2]) end
+    end
+    return ("%dms"):format(ms)
+end
+
+-- "outer_join [join-1] before 10s after 10s grace 0ms" / "left_join (tables)"
 local function join_label(n)
     local spec = n.spec
     local what = spec.mode == "inner" and "join" or (spec.mode .. "_join")
     if spec.window then
         local w = spec.window
-        return ("%s [%s] within -%dms..+%dms grace %dms"):format(what, spec.name, w.before, w.after, w.grace)
+        return ("%s [%s] before %s after %s grace %s"):format(what, spec.name, dur_text(w.before),
+            dur_text(w.after), dur_text(w.grace))
     end
     return what .. " (tables)"
 end
