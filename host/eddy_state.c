@@ -63,6 +63,14 @@ struct eddy_state {
     undo    *undos;
     int      nundo, undocap;
     eddy_buf undobuf;
+    /* the last eddy_kv_get, so that a put of the same key right after it (the usual
+     * read-modify-write) need not read the old value again for the undo log */
+    uint64_t wgen;              /* bumped by every write: a memo of an older gen is stale */
+    uint64_t lg_gen;
+    int32_t  lg_task, lg_db;
+    ssize_t  lg_vlen;           /* -1: the key was absent */
+    eddy_buf lg_key, lg_val;
+    task    *last;              /* the task of the last access */
     char     err[1536];
     char     fatal[1536];       /* set once: the state cannot go on */
 };
@@ -120,6 +128,10 @@ static void close_iters(eddy_state *st)
 static void task_close(eddy_state *st, task *t)
 {
     close_iters(st);
+    if (st->last == t) {
+        st->last = NULL;
+    }
+    st->wgen++;
     if (t->txn) {
         mdb_txn_abort(t->txn);
     }
@@ -142,6 +154,8 @@ void eddy_state_close(eddy_state *st)
     }
     free(st->undos);
     eddy_buf_free(&st->undobuf);
+    eddy_buf_free(&st->lg_key);
+    eddy_buf_free(&st->lg_val);
     for (int i = 0; i < st->nnames; i++) {
         free(st->names[i]);
     }
@@ -180,8 +194,12 @@ const char *eddy_state_failed(const eddy_state *st)
 
 static task *task_get(eddy_state *st, int32_t id)
 {
+    if (st->last && st->last->id == id) {
+        return st->last;
+    }
     for (int i = 0; i < st->ntasks; i++) {
         if (st->tasks[i]->id == id) {
+            st->last = st->tasks[i];
             return st->tasks[i];
         }
     }
@@ -254,6 +272,7 @@ static void maybe_grow(eddy_state *st, task *t)
 int eddy_state_commit(eddy_state *st, char *errstr, size_t errstr_size)
 {
     int ret = 0;
+    st->wgen++;
     if (st->fatal[0]) {
         snprintf(errstr, errstr_size, "%s", st->fatal);
         return EDDY_EPARSE;      /* nothing is committed after a failed write */
@@ -284,6 +303,7 @@ int eddy_state_commit(eddy_state *st, char *errstr, size_t errstr_size)
 
 void eddy_state_abort(eddy_state *st)
 {
+    st->wgen++;
     close_iters(st);
     for (int i = 0; i < st->ntasks; i++) {
         task *t = st->tasks[i];
@@ -322,8 +342,10 @@ static int64_t unbe8(const void *p)
 
 /* ---- the undo log ---- */
 
-static void undo_note(eddy_state *st, const eddy_batch *b, task *t, int32_t db,
-                      const char *k, size_t klen)
+/* Log the old value of @p k before a write: @p old (NULL: absent), or, when
+ * @p lookup, whatever the store holds now. */
+static void undo_note_val(eddy_state *st, const eddy_batch *b, task *t, int32_t db,
+                          const char *k, size_t klen, int lookup, const MDB_val *old)
 {
     if (b->cur != st->undo_batch_cur || b != st->undo_batch) {
         st->nundo = 0;                   /* a new record: forget the previous one's log */
@@ -348,12 +370,27 @@ static void undo_note(eddy_state *st, const eddy_batch *b, task *t, int32_t db,
     eddy_buf_append(&st->undobuf, k, klen);
     MDB_val key = {klen, (void *)k}, val;
     u->voff = st->undobuf.len;
-    if (mdb_get(t->txn, t->dbi[db], &key, &val) == 0) {
+    if (lookup && st->lg_gen == st->wgen && st->lg_task == t->id && st->lg_db == db &&
+        st->lg_key.len == klen && memcmp(st->lg_key.data, k, klen) == 0) {
+        u->vlen = st->lg_vlen;                  /* read just before: no second lookup */
+        if (u->vlen >= 0) {
+            eddy_buf_append(&st->undobuf, st->lg_val.data, (size_t)u->vlen);
+        }
+    } else if (lookup ? mdb_get(t->txn, t->dbi[db], &key, &val) == 0 : old != NULL) {
+        if (!lookup) {
+            val = *old;
+        }
         u->vlen = (ssize_t)val.mv_size;
         eddy_buf_append(&st->undobuf, val.mv_data, val.mv_size);
     } else {
         u->vlen = -1;
     }
+}
+
+static void undo_note(eddy_state *st, const eddy_batch *b, task *t, int32_t db,
+                      const char *k, size_t klen)
+{
+    undo_note_val(st, b, t, db, k, klen, 1, NULL);
 }
 
 void eddy_state_begin_batch(eddy_state *st)
@@ -366,6 +403,7 @@ void eddy_state_begin_batch(eddy_state *st)
 
 void eddy_state_undo_record(eddy_state *st)
 {
+    st->wgen++;
     if (!st->undo_batch || st->undo_batch->cur != st->undo_batch_cur) {
         st->nundo = 0;           /* the log is an earlier record's: this one wrote nothing */
         st->undobuf.len = 0;
@@ -475,8 +513,24 @@ const char *eddy_kv_get(eddy_batch *b, int32_t task_id, int32_t db, const char *
         *vlen = 0;
         return NULL;
     }
+    eddy_state *st = STATE(b);
     MDB_val key = {klen, (void *)k}, val;
-    if (klen == 0 || klen > 511 || mdb_get(t->txn, t->dbi[db], &key, &val) != 0) {
+    if (klen == 0 || klen > 511) {
+        *vlen = 0;
+        return NULL;
+    }
+    int found = mdb_get(t->txn, t->dbi[db], &key, &val) == 0;
+    st->lg_gen = st->wgen;
+    st->lg_task = t->id;
+    st->lg_db = db;
+    st->lg_key.len = 0;
+    eddy_buf_append(&st->lg_key, k, klen);
+    st->lg_val.len = 0;
+    st->lg_vlen = found ? (ssize_t)val.mv_size : -1;
+    if (found) {
+        eddy_buf_append(&st->lg_val, val.mv_data, val.mv_size);
+    }
+    if (!found) {
         *vlen = 0;
         return NULL;
     }
@@ -499,6 +553,7 @@ int eddy_kv_put(eddy_batch *b, int32_t task_id, int32_t db, const char *k, size_
     }
     undo_note(st, b, t, db, k, klen);
     note_change(st, t, db, k, klen);
+    st->wgen++;
     MDB_val key = {klen, (void *)k}, val = {vlen, (void *)v};
     int rc = mdb_put(t->txn, t->dbi[db], &key, &val, 0);
     if (rc) {
@@ -520,6 +575,7 @@ int eddy_kv_del(eddy_batch *b, int32_t task_id, int32_t db, const char *k, size_
     }
     undo_note(st, b, t, db, k, klen);
     note_change(st, t, db, k, klen);
+    st->wgen++;
     MDB_val key = {klen, (void *)k};
     int rc = mdb_del(t->txn, t->dbi[db], &key, NULL);
     if (rc == MDB_NOTFOUND) {
@@ -642,7 +698,9 @@ int64_t eddy_kv_del_range(eddy_batch *b, int32_t task_id, int32_t db, const char
     int64_t n = 0;
     rc = flen ? mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE)
               : mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+    st->wgen++;
     while (rc == 0 && (tlen == 0 || key_below(&key, &tob))) {
+        undo_note_val(st, b, t, db, key.mv_data, key.mv_size, 0, &val);  /* undone with its record */
         note_change(st, t, db, key.mv_data, key.mv_size);
         if ((rc = mdb_cursor_del(cur, 0)) != 0) {
             break;
@@ -850,6 +908,7 @@ int eddy_state_set_meta(eddy_state *st, int32_t task_id, const char *store, cons
     unsigned char b[8];
     be8(b, value);
     MDB_val k = {strlen(key), (void *)key}, v = {8, b};
+    st->wgen++;
     int rc = mdb_put(t->txn, t->dbi[db], &k, &v, 0);
     return rc ? set_err(st, rc, t, db, "put") : 0;
 }
@@ -896,6 +955,7 @@ int eddy_state_apply(eddy_state *st, int32_t task_id, const char *store, const c
         return 0;
     }
     MDB_val key = {klen, (void *)k}, val = {vlen < 0 ? 0 : (size_t)vlen, (void *)v};
+    st->wgen++;
     int rc = vlen < 0 ? mdb_del(t->txn, t->dbi[db], &key, NULL)
                       : mdb_put(t->txn, t->dbi[db], &key, &val, 0);
     if (rc && !(vlen < 0 && rc == MDB_NOTFOUND)) {

@@ -105,6 +105,36 @@ int main(void)
               get_is(b, 3, db, "z", NULL));
     test_cond("delete of an absent key", eddy_kv_del(b, 3, db, "nope", 4) == 0);
 
+    /* a put right after a get of the same key logs the value the get saw; a write
+     * between them makes the store read it again */
+    b->cur = 10;
+    get_is(b, 3, db, "a", "2");
+    eddy_kv_put(b, 3, db, "a", 1, "30", 2);
+    eddy_state_undo_record(st);
+    test_cond("undo after get+put restores the value the get saw", get_is(b, 3, db, "a", "2"));
+    b->cur = 11;
+    get_is(b, 3, db, "a", "2");
+    eddy_kv_put(b, 3, db, "a", 1, "31", 2);   /* the memo is now stale */
+    eddy_kv_put(b, 3, db, "a", 1, "32", 2);
+    eddy_state_undo_record(st);
+    test_cond("undo after get+put+put restores the first value", get_is(b, 3, db, "a", "2"));
+    b->cur = 12;
+    get_is(b, 3, db, "q", NULL);
+    eddy_kv_put(b, 3, db, "q", 1, "1", 1);
+    eddy_state_undo_record(st);
+    test_cond("undo after a get of an absent key removes it again", get_is(b, 3, db, "q", NULL));
+    /* a range delete is undone with its record */
+    b->cur = 13;
+    eddy_kv_put(b, 3, db, "r1", 2, "a", 1);
+    eddy_kv_put(b, 3, db, "r2", 2, "b", 1);
+    b->cur = 14;
+    test_cond("range delete", eddy_kv_del_range(b, 3, db, "r", 1, "s", 1) == 2);
+    test_cond("range delete removes", get_is(b, 3, db, "r1", NULL) && get_is(b, 3, db, "r2", NULL));
+    eddy_state_undo_record(st);
+    test_cond("undo restores what a range delete removed",
+              get_is(b, 3, db, "r1", "a") && get_is(b, 3, db, "r2", "b"));
+    eddy_kv_del_range(b, 3, db, "r", 1, "s", 1);
+
     /* iteration and range deletes */
     for (char c = 'd'; c <= 'k'; c++) {
         char k[2] = {c, 0};
