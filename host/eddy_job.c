@@ -259,6 +259,13 @@ int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
             lua_pop(L, 1);
         }
     }
+    if (getenv("EDDY_JIT_P")) {      /* LuaJIT's profiler: EDDY_JIT_P=MODE,FILE (jit.p) */
+        if (luaL_dostring(L, "local m, f = os.getenv('EDDY_JIT_P'):match('^([^,]*),?(.*)$') "
+                             "require('jit.p').start(m, f ~= '' and f or nil)") != 0) {
+            eddy_log_warn("EDDY_JIT_P: %s", lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
 
     /* 1. the script, which returns a job */
     if (luaL_loadfile(L, script) != 0) {
@@ -328,6 +335,9 @@ void eddy_job_destroy(eddy_job *job)
         return;
     }
     if (job->L) {
+        if (getenv("EDDY_JIT_P") && luaL_dostring(job->L, "require('jit.p').stop()") != 0) {
+            lua_pop(job->L, 1);
+        }
         lua_close(job->L);
     }
     eddy_batch_destroy(job->batch);

@@ -156,7 +156,8 @@ local rec_param = { map = 3, map_values = 3, filter = 3, filter_not = 3, select_
     join_out = 99 }
 
 local function wants_rec(fn, pos)
-    local info = debug.getinfo(fn, "u")
+    local info = debug.getinfo(fn, "Su")
+    if info.what == "C" then return false end      -- tostring, tonumber...: they ignore it
     return info.isvararg or (info.nparams or pos) >= pos
 end
 
