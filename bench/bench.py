@@ -19,7 +19,10 @@ output topic):
      keys (BENCH_G_KEYS): records/s, then the restart: the same job on one
      more record against the same --state-dir, timed as a whole process
      (reopen the LMDB state, count, exit); the state's size on disk (du) and
-     the peak RSS of both runs (/usr/bin/time %M).
+     the peak RSS of both runs (/usr/bin/time %M, VmHWM: mmap'd LMDB pages
+     included); and, sampled from /proc/PID/status every ~20 ms during the
+     1M-key run, the largest RssAnon (the job's own memory: Lua heap, malloc,
+     stacks; LMDB's mmap'd pages are RssFile, not counted) and RssFile.
   h  job f again with --guarantee exactly_once (one transaction per commit
      interval); compared with f (h/f, the cost of exactly-once).
   r  recovery (Kafka mode, once per bench, after the rounds): a count per key
@@ -50,6 +53,21 @@ output topic):
      the table is in the local state, and the stream part is timed by its
      outputs like the other Kafka scenarios (one output per stream record);
      compared with a (j/a) and b (j/b).
+  l  file mode, the engine alone on the simplest input: BENCH_L_LINES (3M)
+     distinct lines of 15-70 bytes with --input-format lines (each line a
+     value, no key), bench/lines_job.lua (map_values(string.upper), filter
+     on the length: ~43 % kept), output to /dev/null; records/s over the
+     whole process (spawn to exit).
+  s  start-up (once per bench, after the rounds): a file-mode run of
+     bench/lines_job.lua over one line (spawn to exit: start, load and check
+     the script, process the record, write it, exit), 30 times, interleaved
+     with `eddy version` (the floor: exec and dynamic linking); median and
+     p99 (of 30 runs: the slowest) of each.
+  v  hot reload (once per bench, at the end): bench/reload.sh (100 SIGHUP
+     reloads of a 10-step stateful script while records flow, file mode);
+     its output goes into the summary, and its swap time's p99 (from the new
+     version's check to it being live at the batch boundary, the
+     "swapped in ... in T ms" log lines) is checked against the target.
 
 f and h write changelogs: their topics (<app>-window-counts-changelog,
 <app>-__task-0-changelog) are created with the broker, with the input's
@@ -64,11 +82,17 @@ is then stopped with SIGTERM. Group join and startup are outside the window.
 records/s counts input records: (outputs seen in the window) x inputs/outputs
 over the window's length.
 
-Each scenario but r runs BENCH_ROUNDS times (5), the rounds interleaved
-(a b c d f h e g, a b c d f h e g, ...); each Kafka run has a fresh group and
-output topic. The summary shows each scenario's median run; the ratios
+Each scenario but r, s and v runs BENCH_ROUNDS times (5), the rounds
+interleaved (a b c d f h j e g l, a b c d f h j e g l, ...); each Kafka run
+has a fresh group and output topic. The summary shows each scenario's median run; the ratios
 compare medians. A window of 1M records is short (0.5-2 s) on a noisy 2-core
 machine: single runs of the same scenario vary by 20-30 %, hence the rounds.
+
+The summary ends with the target table, one line per target of the
+"Performance" issue (TARGETS): b/a >= 0.9, c/a >= 0.6, c/d >= 3, f/a >= 0.6,
+h/f >= 0.8, g >= 500k records/s, l >= 3M records/s, reload swap p99 < 5 ms,
+r2's restore >= 1M records/s, start-up median < 30 ms, g's peak RssAnon
+< 100 MB; then the other figures (e, g's restart, j/a, j/b, r1, r2).
 
 The input is keyed like a Java producer's (murmur2), as eddy's and the C
 passthrough's outputs are, so a record keeps its partition number from input
@@ -80,10 +104,15 @@ steadier than records/s and tells where eddy spends its time.
 
 Environment: BENCH_RECORDS (1000000), BENCH_PARTITIONS (64), BENCH_TIMEOUT
 (seconds per scenario, 120), BENCH_ONLY (scenarios to run, e.g. "ab";
-default "abcdefghjr"), BENCH_ROUNDS (5), BENCH_G_KEYS (1000000; also r's key
-count), BENCH_J_KEYS (1000000: j's table), BENCH_PERF=1 to also record `perf`
-profiles (BENCH_PERF_FREQ Hz, 999) of the eddy scenarios' windows into
-build/bench/perf-*.{data,txt}; the figures are perturbed then.
+default "abcdefghjlrsv"), BENCH_ROUNDS (5), BENCH_G_KEYS (1000000; also r's
+key count), BENCH_J_KEYS (1000000: j's table), BENCH_L_LINES (3000000),
+BENCH_PERF=1 to also record `perf` profiles (BENCH_PERF_FREQ Hz, 999) of the
+eddy scenarios' windows (Kafka) or whole runs (e, g's 1M-key run, l) into
+build/bench/perf-*.{data,txt} (BENCH_PERF_CG=dwarf: perf's --call-graph
+dwarf, for callers in libraries without frame pointers); BENCH_JIT_P=MODE
+(e.g. Fl) to run LuaJIT's profiler in every eddy job but r's (EDDY_JIT_P=MODE,FILE, jit.p: the whole
+process, startup included) into build/bench/jitp-*.txt. The figures are
+perturbed then. See bench/README.md.
 """
 import datetime
 import json
@@ -110,9 +139,11 @@ N = int(os.environ.get("BENCH_RECORDS", "1000000"))
 PARTS = int(os.environ.get("BENCH_PARTITIONS", "64"))
 TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "120"))
 PERF = os.environ.get("BENCH_PERF", "") not in ("", "0")
-ONLY = os.environ.get("BENCH_ONLY", "abcdefghjr")
+ONLY = os.environ.get("BENCH_ONLY", "abcdefghjlrsv")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 PERF_FREQ = os.environ.get("BENCH_PERF_FREQ", "999")
+PERF_CG = os.environ.get("BENCH_PERF_CG", "")  # e.g. dwarf: perf record --call-graph dwarf
+JIT_P = os.environ.get("BENCH_JIT_P", "")      # e.g. Fl: EDDY_JIT_P=Fl,build/bench/jitp-NAME.txt
 NKEYS = 5000
 F_KEYS = 100_000
 G_KEYS = int(os.environ.get("BENCH_G_KEYS", "1000000"))
@@ -136,8 +167,16 @@ J_EMPTY = "bench-j-empty"       # the stream source while the table loads alone
 J_STORE = "j-table"             # bench/join_table.lua's table store
 TOPIC_PARTS = {J_TABLE: J_PARTS, J_STREAM: J_PARTS, J_EMPTY: J_PARTS}   # others: PARTS
 
-TARGETS = {"b/a": 0.8, "c/d": 3.0, "e": 1_000_000, "f/a": 0.5, "g_restart": 1.0,
-           "h/f": 0.7, "r_restore": 300_000}
+L_LINES = int(os.environ.get("BENCH_L_LINES", "3000000"))
+STARTUP_RUNS = 30
+RSS_POLL_S = 0.02               # g: /proc/PID/status sampled this often
+
+# The "Performance" issue's targets (the target table), then the earlier ones
+# kept for the other figures (e, g's restart).
+TARGETS = {"b/a": 0.9, "c/a": 0.6, "c/d": 3.0, "f/a": 0.6, "h/f": 0.8, "g": 500_000,
+           "l": 3_000_000, "v_swap_p99_ms": 5.0, "r_restore": 1_000_000, "s_ms": 30.0,
+           "g_rss_anon": 100_000_000,
+           "e": 1_000_000, "g_restart": 1.0}
 
 
 class BrokerGone(Exception):
@@ -197,6 +236,24 @@ def generate_g(path, one_path):
     with open(one_path, "w") as f:
         f.write('{"key":"k-%07d","payload":"{\\"n\\":-1}","ts":%d}\n' % (keys[0], F_T0 + G_KEYS))
     return "k-%07d" % keys[0]
+
+
+def generate_l(path, one_path):
+    """Scenario l's input: L_LINES distinct lines, 2-8 words and the line's
+    number (15-70 bytes, ~38 on average; about 43 % are longer than 40 bytes,
+    the filter's bound); and scenario s's, one line. Every line differs (as
+    real data would): LuaJIT interns strings, repeated lines would be cheaper."""
+    rnd = random.Random(20240606)
+    words = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima "
+             "mike november oscar papa quebec romeo sierra tango").split()
+    # 4096 word sequences in a random order, each line made unique by its number
+    pool = [" ".join(rnd.choice(words) for _ in range(rnd.randrange(2, 9))) for _ in range(4096)]
+    with open(path, "w") as f:
+        for i in range(0, L_LINES, 8192):
+            f.write("".join("%s %d\n" % (pool[rnd.randrange(4096)], n)
+                            for n in range(i, min(i + 8192, L_LINES))))
+    with open(one_path, "w") as f:
+        f.write(pool[0] + "\n")
 
 
 def generate_r():
@@ -318,11 +375,20 @@ def cpu_share(c0, c1, seconds):
     return ((c1[0] - c0[0]) / seconds, (c1[1] - c0[1]) / seconds)
 
 
+def jit_env(name):
+    """Under BENCH_JIT_P=MODE, the environment that has eddy run LuaJIT's
+    sampling profiler (EDDY_JIT_P=MODE,FILE) into build/bench/jitp-NAME.txt."""
+    if not JIT_P:
+        return {}
+    return {"EDDY_JIT_P": "%s,%s" % (JIT_P, os.path.join(BUILD, "jitp-%s.txt" % name))}
+
+
 def start_perf(name, pid):
     if not PERF or not shutil.which("perf"):
         return None
     data = os.path.join(BUILD, "perf-%s.data" % name)
-    return subprocess.Popen(["perf", "record", "-q", "-F", PERF_FREQ, "-g", "-p", str(pid),
+    cg = ["--call-graph", PERF_CG] if PERF_CG else ["-g"]
+    return subprocess.Popen(["perf", "record", "-q", "-F", PERF_FREQ] + cg + ["-p", str(pid),
                              "-o", data], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -349,7 +415,7 @@ def run_kafka(name, cmd, wm, out_topic, expected, broker_pid, env=None):
         log("%s: output topic %s is not empty (%d)" % (name, out_topic, base))
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, cwd=ROOT,
-                            env=dict(os.environ, **(env or {})))
+                            env=dict(os.environ, **(env or {}), **jit_env(name)))
     try:
         return watch(name, proc, errf, errpath, wm, out_topic, expected, broker_pid, base,
                      started)
@@ -414,12 +480,15 @@ def watch(name, proc, errf, errpath, wm, out_topic, expected, broker_pid, base, 
     return res
 
 
-def run_file(name, script, inpath):
+def run_file(name, script, inpath, n=N, extra=()):
+    """A file-mode run over `inpath` (n records), output to /dev/null: records/s
+    over the whole process."""
     errpath = os.path.join(BUILD, "%s.stderr" % name)
-    cmd = [EDDY, "run", script, "--input", inpath, "--output", "/dev/null"]
+    cmd = [EDDY, "run", script, "--input", inpath, "--output", "/dev/null"] + list(extra)
     with open(errpath, "w") as errf:
         t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, cwd=ROOT,
+                                env=dict(os.environ, **jit_env(name)))
         perf = start_perf(name, proc.pid)
         c1 = None
         while proc.poll() is None:          # sample CPU use just before the end
@@ -435,9 +504,57 @@ def run_file(name, script, inpath):
            "log": tail[-1] if tail else "", "stderr": errpath}
     if rc == 0:
         res["seconds"] = t1 - t0
-        res["rate"] = N / (t1 - t0)
+        res["rate"] = n / (t1 - t0)
         res["wall"] = t1 - t0
         res["cpu"] = cpu_share((0.0, 0.0), c1, t1 - t0)
+    return res
+
+
+def run_startup(one_path):
+    """Scenario s: STARTUP_RUNS file-mode runs of bench/lines_job.lua over one
+    line, each timed from the spawn to the exit, interleaved with as many
+    `eddy version` (the floor). Returns {"status", "run": [ms], "version": [ms]}."""
+    cmds = {"version": [EDDY, "version"],
+            "run": [EDDY, "run", "bench/lines_job.lua", "--input", one_path,
+                    "--input-format", "lines", "--output", "/dev/null"]}
+    times = {"version": [], "run": []}
+    status = "ok"
+    for _ in range(STARTUP_RUNS):
+        for what in ("version", "run"):
+            t0 = time.monotonic()
+            rc = subprocess.call(cmds[what], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, cwd=ROOT)
+            t1 = time.monotonic()
+            if rc != 0:
+                status = "%s: exit status %d" % (what, rc)
+            times[what].append((t1 - t0) * 1000.0)
+    return {"name": "eddy-startup", "status": status, "run": sorted(times["run"]),
+            "version": sorted(times["version"])}
+
+
+def pct(v, p):
+    """The p-th percentile of sorted v, nearest rank (p99 of 30: the largest)."""
+    if not v:
+        return None
+    return v[max(0, min(len(v) - 1, -(-len(v) * p // 100) - 1))]
+
+
+SWAP = re.compile(r"swap at the batch boundary:\s+p50 ([\d.]+) ms, p99 ([\d.]+) ms")
+
+
+def run_reload():
+    """Scenario v: bench/reload.sh; its output (for the summary) and its swap p50/p99."""
+    t0 = time.monotonic()
+    p = subprocess.run(["sh", "bench/reload.sh"], capture_output=True, text=True, cwd=ROOT)
+    res = {"name": "reload", "status": "ok" if p.returncode == 0 else
+           "exit status %d" % p.returncode, "text": p.stdout, "wall": time.monotonic() - t0}
+    with open(os.path.join(BUILD, "reload.stderr"), "w") as f:
+        f.write(p.stderr)
+    m = SWAP.search(p.stdout)
+    if m and m.group(2) != "nan":
+        res["swap_p50"], res["swap_p99"] = float(m.group(1)), float(m.group(2))
+    elif res["status"] == "ok":
+        res["status"] = "no swap times in its output"
     return res
 
 
@@ -449,26 +566,50 @@ def run_g(rnd, inpath, one_path, one_key):
     shutil.rmtree(state, ignore_errors=True)
     errpath = os.path.join(BUILD, "%s.stderr" % name)
 
-    def once(path, out):
+    def once(path, out, sample=False):
         # Peak RSS through /usr/bin/time: wait4's ru_maxrss of a child forked
         # from this (large) Python process counts the pre-exec copy too.
+        # With `sample`, /proc/PID/status of eddy (time's child) is read every
+        # RSS_POLL_S: the largest RssAnon and RssFile seen (bytes), and perf
+        # records the run under BENCH_PERF.
         rss_path = os.path.join(BUILD, "g-rss.txt")
         cmd = ["/usr/bin/time", "-f", "%M", "-o", rss_path,
                EDDY, "run", "bench/count_keys.lua", "--input", path, "--output", out,
                "--state-dir", state, "--no-watch"]
+        peak = {"RssAnon": 0, "RssFile": 0, "samples": 0}
+        perf = None
         with open(errpath, "a") as errf:
             t0 = time.monotonic()
-            rc = subprocess.call(cmd, stdout=subprocess.DEVNULL, stderr=errf, cwd=ROOT)
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, cwd=ROOT,
+                                    env=dict(os.environ, **(jit_env(name) if sample else {})))
+            pid = None
+            while sample and proc.poll() is None:
+                if pid is None:
+                    try:
+                        with open("/proc/%d/task/%d/children" % (proc.pid, proc.pid)) as f:
+                            pid = int(f.read().split()[0])
+                        perf = start_perf(name, pid)
+                    except (OSError, ValueError, IndexError):
+                        pass
+                if pid is not None:
+                    status = proc_status(pid)
+                    if status:
+                        peak["samples"] += 1
+                        for k in ("RssAnon", "RssFile"):
+                            peak[k] = max(peak[k], status.get(k, 0))
+                time.sleep(RSS_POLL_S if pid is not None else 0.001)
+            rc = proc.wait()
             t1 = time.monotonic()
+        stop_perf(name, perf)
         try:
             with open(rss_path) as f:
                 rss = int(f.read().split()[-1]) * 1024
         except (OSError, ValueError, IndexError):
             rss = None
-        return rc, t1 - t0, rss
+        return rc, t1 - t0, rss, peak
 
     open(errpath, "w").close()
-    rc, seconds, rss = once(inpath, "/dev/null")
+    rc, seconds, rss, peak = once(inpath, "/dev/null", sample=True)
     with open(errpath) as f:
         lines = [l.rstrip("\n") for l in f if l.strip()]
     tail = [l for l in lines if "record(s) in" in l] or lines[-1:]
@@ -476,11 +617,13 @@ def run_g(rnd, inpath, one_path, one_key):
            "log": tail[-1] if tail else "", "stderr": errpath}
     if rc != 0:
         return res
-    res.update(seconds=seconds, wall=seconds, rate=G_KEYS / seconds, rss=rss)
+    res.update(seconds=seconds, wall=seconds, rate=G_KEYS / seconds, rss=rss,
+               rss_anon=peak["RssAnon"] or None, rss_file=peak["RssFile"] or None,
+               rss_samples=peak["samples"])
     du = subprocess.run(["du", "-sk", state], capture_output=True, text=True)
     res["disk"] = int(du.stdout.split()[0]) * 1024 if du.returncode == 0 else None
     one_out = os.path.join(BUILD, "g-restart.jsonl")
-    rc2, seconds2, rss2 = once(one_path, one_out)
+    rc2, seconds2, rss2, _ = once(one_path, one_out)
     with open(one_out) as f:
         outs = [json.loads(l) for l in f if l.strip()]
     shutil.rmtree(state, ignore_errors=True)
@@ -492,6 +635,20 @@ def run_g(rnd, inpath, one_path, one_key):
         return res
     res.update(restart=seconds2, restart_rss=rss2)
     return res
+
+
+def proc_status(pid):
+    """The kB fields of /proc/PID/status that matter here, in bytes, or None."""
+    out = {}
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("RssAnon", "RssFile", "RssShmem", "VmHWM", "VmRSS"):
+                    out[k] = int(v.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return out
 
 
 RESTORED = re.compile(r"changelogs: (\d+) task\(s\) restored in (\d+) ms, (\d+) record\(s\) read")
@@ -721,7 +878,7 @@ def run_j(rnd, brokers, broker_pid, wm):
     status = "ok"
     with open(errpath, "w") as errf:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, cwd=ROOT,
-                                env=dict(os.environ, **env))
+                                env=dict(os.environ, **env, **jit_env(name + "-table")))
         try:
             while True:
                 n = records_in(url)
@@ -795,12 +952,17 @@ SCENARIOS = [   # key, name, label, Kafka?
     ("g", "eddy-count-keys", "eddy count, 1M keys, file mode"),
     ("h", "eddy-window-count-eos", "job f, exactly_once"),
     ("j", "eddy-join-table", "eddy stream-table join, 1M-key table"),
+    ("l", "eddy-lines-file", "eddy map+filter, lines, file mode"),
     ("r", "eddy-count-recovery", "eddy count, 1M keys, Kafka (r: fill)"),
 ]
 
 
 def out_topic(key, rnd):
     return "bench-out-%s-%d" % (key, rnd)
+
+
+def mib(n):
+    return "%.1f MiB" % (n / 1048576.0) if n else "-"
 
 
 def fmt_rate(r):
@@ -882,16 +1044,17 @@ def bench(brokers, broker):
     recs, kept = generate(inpath)
     log("generated %d records (%.1f s), %d pass the JSON filter; %s" %
         (N, time.monotonic() - t, kept, inpath))
-    t = time.monotonic()
-    load(brokers, recs)
-    del recs
     wm = Watermarks(brokers, broker)
-    hi, lo = wm.high(IN_TOPIC), wm.low(IN_TOPIC)
-    log("loaded %s in %.1f s: %d records, low watermarks %d" %
-        (IN_TOPIC, time.monotonic() - t, hi, lo))
-    if hi != N or lo != 0:
-        raise SystemExit("bench: %s holds offsets %d..%d, expected 0..%d (the broker "
-                         "dropped data? use more partitions)" % (IN_TOPIC, lo, hi, N))
+    if any(k in ONLY for k in "abcd"):     # the others read their own topics or files
+        t = time.monotonic()
+        load(brokers, recs)
+        hi, lo = wm.high(IN_TOPIC), wm.low(IN_TOPIC)
+        log("loaded %s in %.1f s: %d records, low watermarks %d" %
+            (IN_TOPIC, time.monotonic() - t, hi, lo))
+        if hi != N or lo != 0:
+            raise SystemExit("bench: %s holds offsets %d..%d, expected 0..%d (the broker "
+                             "dropped data? use more partitions)" % (IN_TOPIC, lo, hi, N))
+    del recs
     notes = {}
     if "f" in ONLY or "h" in ONLY:
         ok, why = windows_available()
@@ -937,16 +1100,28 @@ def bench(brokers, broker):
         g_inputs = (gpath, gone, generate_g(gpath, gone))
         log("generated %d distinct keys for g (%.1f s); %s" % (G_KEYS, time.monotonic() - t, gpath))
 
+    l_inputs = None
+    if "l" in ONLY or "s" in ONLY:
+        t = time.monotonic()
+        l_inputs = (os.path.join(BUILD, "input-l.txt"), os.path.join(BUILD, "input-l-one.txt"))
+        generate_l(*l_inputs)
+        log("generated %d lines for l (%.1f s); %s" % (L_LINES, time.monotonic() - t,
+                                                       l_inputs[0]))
+
     names = {k: n for k, n, _ in SCENARIOS}
     results = {k: [] for k in names}
+    results.update(s=[], v=[])
     try:
-        run_rounds(brokers, broker.pid, wm, inpath, kept, names, results, notes, g_inputs)
+        run_rounds(brokers, broker.pid, wm, inpath, kept, names, results, notes, g_inputs,
+                   l_inputs)
         aborted = None
     except BrokerGone as e:
         aborted = str(e)
         log("aborted: %s" % aborted)
     wm.close()
 
+    with open(os.path.join(BUILD, "results.json"), "w") as f:    # every run's figures
+        json.dump({"results": results, "kept": kept, "notes": notes}, f, default=str)
     summary = summarize(results, kept, notes)
     if aborted:
         summary += "ABORTED: %s; the figures above are partial.\n" % aborted
@@ -957,7 +1132,8 @@ def bench(brokers, broker):
     return 1 if aborted else 0
 
 
-def run_rounds(brokers, broker_pid, wm, inpath, kept, names, results, notes, g_inputs):
+def run_rounds(brokers, broker_pid, wm, inpath, kept, names, results, notes, g_inputs,
+               l_inputs):
     # rounds interleave the scenarios, so that a slow spell of the machine
     # does not land on one scenario only
     for rnd in range(1, ROUNDS + 1):
@@ -994,10 +1170,31 @@ def run_rounds(brokers, broker_pid, wm, inpath, kept, names, results, notes, g_i
             log("g) %s: %s, %s records/s, restart %s s; %s" % (
                 r["name"], r["status"], fmt_rate(r).strip(),
                 "%.3f" % r["restart"] if "restart" in r else "-", r["log"]))
+            log("g) peak RssAnon %s, RssFile %s (%d samples), VmHWM %s" % (
+                mib(r.get("rss_anon")), mib(r.get("rss_file")), r.get("rss_samples", 0),
+                mib(r.get("rss"))))
+        if "l" in ONLY:
+            name = "%s-%d" % (names["l"], rnd)
+            r = run_file(name, "bench/lines_job.lua", l_inputs[0], L_LINES,
+                         ["--input-format", "lines", "--no-watch"])
+            results["l"].append(r)
+            log("l) %s: %s, %s records/s; %s" % (name, r["status"], fmt_rate(r).strip(),
+                                                  r["log"]))
     if "r" in ONLY:     # once: ~30 s, and it leaves 1M keys of state in the broker
         r = run_r(brokers, broker_pid, wm)
         results["r"].append(r)
         log("r) %s: %s" % (r["name"], r["status"]))
+    if "s" in ONLY:     # once: 2 x 30 short runs, ~1 s
+        r = run_startup(l_inputs[1])
+        results["s"].append(r)
+        log("s) %s: %s; run median %.1f ms, p99 %.1f ms; `eddy version` median %.1f ms, "
+            "p99 %.1f ms" % (r["name"], r["status"], pct(r["run"], 50), pct(r["run"], 99),
+                              pct(r["version"], 50), pct(r["version"], 99)))
+    if "v" in ONLY:     # once: ~15 s
+        r = run_reload()
+        results["v"].append(r)
+        log("v) bench/reload.sh: %s in %.1f s; swap p99 %s ms" % (
+            r["status"], r["wall"], r.get("swap_p99", "-")))
 
 
 def median_run(runs):
@@ -1046,7 +1243,7 @@ def summarize(results, kept, notes=None):
     def rate(k):
         return med[k]["rate"] if med.get(k) else None
 
-    a, b, c, d, e, f, h, j = (rate(k) for k in "abcdefhj")
+    a, b, c, d, e, f, h, j, gr, lr = (rate(k) for k in "abcdefhjgl")
     g = med.get("g")
     rr = (results.get("r") or [None])[-1]
     r1, r2 = (rr or {}).get("r1") or {}, (rr or {}).get("r2") or {}
@@ -1056,43 +1253,78 @@ def summarize(results, kept, notes=None):
     restored = r2_restore.get("changes") if r2.get("status") == "ok" else None
     restarts = sorted(r["restart"] for r in results.get("g", []) if "restart" in r)
     g_restart = restarts[(len(restarts) - 1) // 2] if restarts else None
-    checks = [
-        ("b/a", "eddy passthrough / C passthrough", b / a if a and b else None,
-         ">= %.1f" % TARGETS["b/a"], TARGETS["b/a"], "%.2f"),
-        ("c/d", "eddy JSON / Python JSON", c / d if c and d else None,
-         ">= %.1f" % TARGETS["c/d"], TARGETS["c/d"], "%.2f"),
-        ("e", "eddy JSON, file mode, records/s", e,
-         ">= %d" % TARGETS["e"], TARGETS["e"], "%.0f"),
-        ("f/a", "eddy window count / C passthrough", f / a if a and f else None,
-         ">= %.1f" % TARGETS["f/a"], TARGETS["f/a"], "%.2f"),
-        ("g", "restart: reopen 1M keys + 1 record, s", g_restart,
-         "< %.0f" % TARGETS["g_restart"], -TARGETS["g_restart"], "%.3f"),
-        ("h/f", "window count exactly_once / f", h / f if f and h else None,
-         ">= %.1f" % TARGETS["h/f"], TARGETS["h/f"], "%.2f"),
-        ("j/a", "stream-table join / C passthrough", j / a if a and j else None, "-", None, "%.2f"),
-        ("j/b", "stream-table join / eddy passthrough", j / b if b and j else None, "-", None, "%.2f"),
-        ("r1", "recovery, kill -9, same state, s", r1.get("seconds"), "-", None, "%.2f"),
-        ("r2", "recovery, empty state dir, s", r2.get("seconds"), "-", None, "%.2f"),
-        ("r2", "restore from changelog, changes/s", restore_rate,
-         ">= %d" % TARGETS["r_restore"], TARGETS["r_restore"], "%.0f"),
-        ("r2", "changelog records read (keys: %d)" % G_KEYS, restored, "-", None, "%d"),
+    anons = [r["rss_anon"] for r in results.get("g", []) if r.get("rss_anon")]
+    g_anon = max(anons) if anons else None          # the peak over every round
+    st = (results.get("s") or [None])[-1]
+    st_ok = st if st and st["status"] == "ok" else None
+    rv = (results.get("v") or [None])[-1]
+    swap_p99 = rv.get("swap_p99") if rv and rv["status"] == "ok" else None
+    T = TARGETS
+    # (scenarios needed, label, value, target text, limit, format); limit < 0: v < -limit
+    targets = [
+        ("ab", "passthrough / C ceiling (b/a)", b / a if a and b else None,
+         ">= %.1f" % T["b/a"], T["b/a"], "%.2f"),
+        ("ac", "JSON filter / C ceiling (c/a)", c / a if a and c else None,
+         ">= %.1f" % T["c/a"], T["c/a"], "%.2f"),
+        ("cd", "JSON filter / Python job (c/d)", c / d if c and d else None,
+         ">= %.0f" % T["c/d"], T["c/d"], "%.2f"),
+        ("af", "window count ALO / C ceiling (f/a)", f / a if a and f else None,
+         ">= %.1f" % T["f/a"], T["f/a"], "%.2f"),
+        ("fh", "window count EOS / ALO (h/f)", h / f if f and h else None,
+         ">= %.1f" % T["h/f"], T["h/f"], "%.2f"),
+        ("g", "count, 1M keys, file (g) rec/s", gr,
+         ">= %.0fk" % (T["g"] / 1e3), T["g"], "%.0f"),
+        ("l", "map+filter, lines, file (l) rec/s", lr,
+         ">= %.0fM" % (T["l"] / 1e6), T["l"], "%.0f"),
+        ("v", "reload swap p99 (v), ms", swap_p99,
+         "< %.0f ms" % T["v_swap_p99_ms"], -T["v_swap_p99_ms"], "%.3f"),
+        ("r", "restore from changelog (r2) rec/s", restore_rate,
+         ">= %.0fM" % (T["r_restore"] / 1e6), T["r_restore"], "%.0f"),
+        ("s", "start to exit, 1 line (s) median ms", pct(st_ok["run"], 50) if st_ok else None,
+         "< %.0f ms" % T["s_ms"], -T["s_ms"], "%.1f"),
+        ("g", "peak RssAnon, 1M keys (g), MB", g_anon / 1e6 if g_anon else None,
+         "< %.0f MB" % (T["g_rss_anon"] / 1e6), -T["g_rss_anon"] / 1e6, "%.1f"),
     ]
-    out.append("%-5s %-34s %10s %10s  %s" % ("", "target", "measured", "target", "result"))
-    for k, label, v, tgt, lim, fmt in checks:
-        if v is None and not all(x in ONLY for x in k if x.isalpha()):
-            result = "n/a (not run)"
-        elif v is None and any(x in notes for x in k if x.isalpha()):
-            result = "SKIP (see above)"
-        elif v is None:
-            result = "FAIL (not measured)"
-        elif lim is None:                   # no target: a figure to read
-            result = "-"
-        elif lim < 0:                       # an upper bound: v < -lim
-            result = "PASS" if v < -lim else "FAIL"
-        else:
-            result = "PASS" if v >= lim else "FAIL"
-        out.append("%-5s %-34s %10s %10s  %s" % (k, label, (fmt % v) if v is not None else "-",
+    others = [
+        ("e", "JSON filter, file mode (e) rec/s", e, ">= %.0fM" % (T["e"] / 1e6), T["e"], "%.0f"),
+        ("g", "restart: reopen 1M keys + 1 rec, s", g_restart,
+         "< %.0f s" % T["g_restart"], -T["g_restart"], "%.3f"),
+        ("aj", "stream-table join / C ceiling (j/a)", j / a if a and j else None, "-", None,
+         "%.2f"),
+        ("bj", "stream-table join / passthr. (j/b)", j / b if b and j else None, "-", None,
+         "%.2f"),
+        ("r", "recovery, kill -9, same state (r1) s", r1.get("seconds"), "-", None, "%.2f"),
+        ("r", "recovery, empty state dir (r2) s", r2.get("seconds"), "-", None, "%.2f"),
+        ("r", "changelog records read (r2)", restored, "-", None, "%d"),
+        ("s", "start to exit, 1 line (s) p99 ms", pct(st_ok["run"], 99) if st_ok else None,
+         "-", None, "%.1f"),
+        ("s", "`eddy version` (floor) median ms", pct(st_ok["version"], 50) if st_ok else None,
+         "-", None, "%.1f"),
+        ("g", "peak RSS, 1M keys (g, VmHWM) MiB", g["rss"] / 1048576.0 if g and g.get("rss")
+         else None, "-", None, "%.1f"),
+    ]
+
+    def table(title, rows):
+        out.append("%-36s %11s %10s  %s" % (title, "measured", "target", "result"))
+        for need, label, v, tgt, lim, fmt in rows:
+            if v is None and not all(x in ONLY for x in need):
+                result = "n/a (not run)"
+            elif v is None and any(x in notes for x in need):
+                result = "SKIP (see above)"
+            elif v is None:
+                result = "FAIL (not measured)"
+            elif lim is None:                   # no target: a figure to read
+                result = "-"
+            elif lim < 0:                       # an upper bound: v < -lim
+                result = "PASS" if v < -lim else "FAIL"
+            else:
+                result = "PASS" if v >= lim else "FAIL"
+            out.append("%-36s %11s %10s  %s" % (label, (fmt % v) if v is not None else "-",
                                                 tgt, result))
+
+    table("target (the Performance issue)", targets)
+    out.append("")
+    table("other figures", others)
     if g:
         mb = 1024.0 * 1024.0
         out.append("")
@@ -1105,6 +1337,23 @@ def summarize(results, kept, notes=None):
                    "runs %s." % ("%.0f MiB" % (g["restart_rss"] / mb) if g.get("restart_rss") else "-",
                                  "%.3f" % g_restart if g_restart is not None else "-",
                                  ", ".join("%.3f" % x for x in restarts) or "-"))
+        files = [r["rss_file"] for r in results.get("g", []) if r.get("rss_file")]
+        out.append("   Without the mmap'd LMDB pages (/proc/PID/status every %d ms while "
+                   "counting): peak RssAnon %s (rounds: %s), peak RssFile %s." % (
+                       RSS_POLL_S * 1000, mib(g_anon),
+                       ", ".join("%.1f" % (x / mb) for x in anons) or "-",
+                       mib(max(files) if files else None)))
+    if st:
+        out.append("")
+        out.append("s) start-up, %d runs each, interleaved: `eddy run bench/lines_job.lua` on one "
+                   "line (file mode, spawn to exit) median %s ms, p99 %s ms," % (
+                       STARTUP_RUNS, "%.1f" % pct(st["run"], 50) if st["run"] else "-",
+                       "%.1f" % pct(st["run"], 99) if st["run"] else "-"))
+        out.append("   min %s ms; `eddy version` median %s ms, p99 %s ms (the floor: exec, "
+                   "dynamic linking); %s." % (
+                       "%.1f" % st["run"][0] if st["run"] else "-",
+                       "%.1f" % pct(st["version"], 50) if st["version"] else "-",
+                       "%.1f" % pct(st["version"], 99) if st["version"] else "-", st["status"]))
     jm = med.get("j")
     if jm:
         loads = sorted(x["table_s"] for x in results.get("j", []) if "table_s" in x)
@@ -1173,6 +1422,13 @@ def summarize(results, kept, notes=None):
     out.append("  (its partitions stay assigned to it until then). Restore rate: changelog records "
                "read / ms, from the \"changelogs: N task(s) restored in T ms, R record(s) read\"")
     out.append("  log lines of r2 (all assigned tasks restore together, in two passes).")
+    out.append("l: %d distinct lines (15-70 bytes, ~43 %% kept), --input-format lines, map_values("
+               "string.upper) + a filter on the length, output to /dev/null;" % L_LINES)
+    out.append("  records/s over the whole process (spawn to exit).")
+    out.append("s: p99 of %d runs is the slowest run. v: bench/reload.sh (its output below); "
+               "swap = from the new version's check to it being" % STARTUP_RUNS)
+    out.append("  live at the batch boundary (eddy_runner_swap, logged as \"swapped in ... in T "
+               "ms\"); its p99 over the reloads.")
     out.append("cpu: cores busy in that window (1.00 = one core) by the job's process, its main "
                "thread, and the broker; the machine has %d cores." % os.cpu_count())
     w = [r["watcher_cpu"] for runs in results.values() for r in runs if "watcher_cpu" in r]
@@ -1182,6 +1438,13 @@ def summarize(results, kept, notes=None):
     if PERF:
         out.append("BENCH_PERF=1: perf was recording the eddy scenarios; their figures are "
                    "perturbed.")
+    if JIT_P:
+        out.append("BENCH_JIT_P=%s: LuaJIT's profiler was running in the eddy jobs; their "
+                   "figures are perturbed." % JIT_P)
+    if rv:
+        out.append("")
+        out.append("v) sh bench/reload.sh: %s (%.1f s)" % (rv["status"], rv["wall"]))
+        out.extend(rv["text"].rstrip("\n").split("\n"))
     out.append("")
     return "\n".join(out)
 
