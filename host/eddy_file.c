@@ -37,6 +37,8 @@ typedef struct reader {
     int32_t      npart[256];
     uint32_t     rr;              /* round robin for null keys */
     eddy_buf     scratch;         /* the raw line, kept for the DLQ */
+    int64_t      now;             /* the wall clock when the chunk in hand was read: the
+                                   * time of its lines without one (one clock read per read()) */
 } reader;
 
 static int64_t take_offset(reader *rd, int source, int32_t partition, int64_t given)
@@ -92,7 +94,7 @@ static int one_line(reader *rd, char *line, size_t len, int64_t lineno)
     }
     if (rd->conf->lines) {
         int32_t p = pick_partition(rd, NULL, -1);
-        eddy_batch_add(rd->batch, 0, p, take_offset(rd, 0, p, -1), eddy_wall_ms(), NULL, -1, line,
+        eddy_batch_add(rd->batch, 0, p, take_offset(rd, 0, p, -1), rd->now, NULL, -1, line,
                        (int32_t)len);
         return 0;
     }
@@ -132,11 +134,11 @@ static int one_line(reader *rd, char *line, size_t len, int64_t lineno)
             return rc;
         }
         return eddy_runner_bad_input(rd->runner, eddy_job_source(rd->job, 0), -1, lineno - 1,
-                                     eddy_wall_ms(), NULL, -1, raw, (ssize_t)len, "envelope", msg);
+                                     rd->now, NULL, -1, raw, (ssize_t)len, "envelope", msg);
     }
     int32_t p = env->partition >= 0 ? env->partition : pick_partition(rd, env->key, env->key_len);
     eddy_batch_add(rd->batch, source, p, take_offset(rd, source, p, env->offset),
-                   env->has_ts ? env->ts : eddy_wall_ms(), env->key, (int32_t)env->key_len,
+                   env->has_ts ? env->ts : rd->now, env->key, (int32_t)env->key_len,
                    env->payload, (int32_t)env->payload_len);
     for (int h = 0; h < env->nheaders; h++) {
         eddy_header *eh = &env->headers[h];
@@ -255,6 +257,7 @@ int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf
             break;                              /* SIGINT/SIGTERM: no new read */
         }
         ssize_t n = read(fd, buf + len, cap - len - 1);
+        rd.now = eddy_wall_ms();
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
