@@ -8,24 +8,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct slot {
+    uint32_t idx;         /* 0 = empty, else entry index + 1 */
+    uint32_t tag;         /* the hash's high half: most misses end here, without the entry */
+} slot;
+
 struct eddy_keyset {
     eddy_buf  bytes;      /* the entries, back to back */
     size_t   *offs;       /* entry i starts at bytes.data + offs[i] */
     size_t    n, ocap;
-    uint32_t *slots;      /* 0 = empty, else entry index + 1 */
+    slot     *slots;
     size_t    nslots;     /* a power of two, at least 2 * n */
 };
 
 typedef struct entry_head {
     int32_t  db;
     uint32_t klen;
+    uint64_t hash;
 } entry_head;
 
+/* 8 bytes at a time, multiply and fold (keys are short: store keys, window keys) */
 static uint64_t hash(int32_t db, const char *k, size_t klen)
 {
-    uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uint32_t)db;   /* FNV-1a */
-    for (size_t i = 0; i < klen; i++) {
-        h = (h ^ (unsigned char)k[i]) * 1099511628211ULL;
+    const uint64_t mul = 0x9E3779B97F4A7C15ULL;
+    uint64_t h = ((uint64_t)(uint32_t)db << 32 | klen) * mul;
+    size_t i = 0;
+    for (; i + 8 <= klen; i += 8) {
+        uint64_t w;
+        memcpy(&w, k + i, 8);
+        h = (h ^ w) * mul;
+        h ^= h >> 32;
+    }
+    if (i < klen) {
+        uint64_t w = 0;
+        memcpy(&w, k + i, klen - i);
+        h = (h ^ w) * mul;
+        h ^= h >> 32;
     }
     return h ^ (h >> 29);
 }
@@ -61,12 +79,13 @@ static const entry_head *head_at(const eddy_keyset *s, size_t i)
     return (const entry_head *)(s->bytes.data + s->offs[i]);
 }
 
-static void put_slot(uint32_t *slots, size_t nslots, uint64_t h, uint32_t v)
+static void put_slot(slot *slots, size_t nslots, uint64_t h, uint32_t v)
 {
     size_t m = nslots - 1;
     for (size_t j = h & m;; j = (j + 1) & m) {
-        if (!slots[j]) {
-            slots[j] = v;
+        if (!slots[j].idx) {
+            slots[j].idx = v;
+            slots[j].tag = (uint32_t)(h >> 32);
             return;
         }
     }
@@ -75,13 +94,12 @@ static void put_slot(uint32_t *slots, size_t nslots, uint64_t h, uint32_t v)
 static void grow(eddy_keyset *s)
 {
     size_t ns = s->nslots * 2;
-    uint32_t *slots = calloc(ns, sizeof(*slots));
+    slot *slots = calloc(ns, sizeof(*slots));
     if (!slots) {
         abort();
     }
     for (size_t i = 0; i < s->n; i++) {
-        const entry_head *e = head_at(s, i);
-        put_slot(slots, ns, hash(e->db, (const char *)(e + 1), e->klen), (uint32_t)(i + 1));
+        put_slot(slots, ns, head_at(s, i)->hash, (uint32_t)(i + 1));
     }
     free(s->slots);
     s->slots = slots;
@@ -91,9 +109,13 @@ static void grow(eddy_keyset *s)
 int eddy_keyset_add(eddy_keyset *s, int32_t db, const char *k, size_t klen)
 {
     uint64_t h = hash(db, k, klen);
+    uint32_t tag = (uint32_t)(h >> 32);
     size_t m = s->nslots - 1;
-    for (size_t j = h & m; s->slots[j]; j = (j + 1) & m) {
-        const entry_head *e = head_at(s, s->slots[j] - 1);
+    for (size_t j = h & m; s->slots[j].idx; j = (j + 1) & m) {
+        if (s->slots[j].tag != tag) {
+            continue;
+        }
+        const entry_head *e = head_at(s, s->slots[j].idx - 1);
         if (e->db == db && e->klen == klen && memcmp(e + 1, k, klen) == 0) {
             return 0;
         }
@@ -112,7 +134,7 @@ int eddy_keyset_add(eddy_keyset *s, int32_t db, const char *k, size_t klen)
     eddy_buf_reserve(&s->bytes, pad + sizeof(entry_head) + klen);
     s->bytes.len += pad;
     s->offs[s->n] = s->bytes.len;
-    entry_head eh = {db, (uint32_t)klen};
+    entry_head eh = {db, (uint32_t)klen, h};
     eddy_buf_append(&s->bytes, &eh, sizeof eh);
     eddy_buf_append(&s->bytes, k, klen);
     s->n++;
