@@ -743,6 +743,11 @@ int eddy_changelog_restore_tasks(eddy_changelog *cl, const int32_t *ids, int n,
             orphans += x->a[i].orphans;
         }
         cl->restored_records += applied;
+        if (applied && eddy_state_clear_indexes(cl->st, t->id)) {   /* the job rebuilds them */
+            snprintf(errstr, errstr_size, "%s", eddy_state_error(cl->st));
+            rc = -1;
+            break;
+        }
         if (applied || orphans || x->sm.last_off >= 0) {
             eddy_log_info("task %d_%d: restored %lld change(s) from %d changelog(s), up to commit "
                           "%lld%s%s", t->id >> 16, t->id & 0xffff, (long long)applied, t->nfam,

@@ -449,7 +449,10 @@ static int dbi_ensure(eddy_state *st, task *t, int32_t db)
 static int32_t register_name(eddy_state *st, const char *name)
 {
     st->names[st->nnames] = strdup(name);
-    st->logged[st->nnames] = strcmp(name, "__offsets") != 0 && strcmp(name, "__changelog") != 0;
+    size_t n = strlen(name);
+    /* not logged: eddy's bookkeeping, and indexes (rebuilt from their store after a restore) */
+    st->logged[st->nnames] = strcmp(name, "__offsets") != 0 && strcmp(name, "__changelog") != 0 &&
+                             !(n > 4 && strcmp(name + n - 4, "#idx") == 0);
     return st->nnames++;
 }
 
@@ -960,6 +963,41 @@ int eddy_state_apply(eddy_state *st, int32_t task_id, const char *store, const c
                       : mdb_put(t->txn, t->dbi[db], &key, &val, 0);
     if (rc && !(vlen < 0 && rc == MDB_NOTFOUND)) {
         return set_err(st, rc, t, db, "restore");
+    }
+    return 0;
+}
+
+int eddy_state_clear_indexes(eddy_state *st, int32_t task_id)
+{
+    task *t = task_get(st, task_id);
+    MDB_txn *txn = t ? task_txn(st, t) : NULL;
+    MDB_dbi main;
+    MDB_cursor *cur;
+    if (!txn) {
+        return -1;
+    }
+    int rc = mdb_dbi_open(txn, NULL, 0, &main);
+    if (rc || (rc = mdb_cursor_open(txn, main, &cur))) {
+        return set_err(st, rc, t, -1, "list the stores");
+    }
+    char names[MAX_DBS][512];
+    int n = 0;
+    MDB_val k, v;
+    for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0 && n < MAX_DBS;
+         r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size > 4 && k.mv_size < sizeof names[0] &&
+            !memcmp((const char *)k.mv_data + k.mv_size - 4, "#idx", 4)) {
+            memcpy(names[n], k.mv_data, k.mv_size);
+            names[n++][k.mv_size] = '\0';
+        }
+    }
+    mdb_cursor_close(cur);
+    st->wgen++;
+    for (int i = 0; i < n; i++) {
+        MDB_dbi dbi;
+        if ((rc = mdb_dbi_open(txn, names[i], 0, &dbi)) || (rc = mdb_drop(txn, dbi, 0))) {
+            return set_err(st, rc, t, -1, "clear an index");
+        }
     }
     return 0;
 }

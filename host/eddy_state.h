@@ -116,6 +116,12 @@ int     eddy_state_meta_each(eddy_state *st, int32_t task, const char *store,
 int eddy_state_apply(eddy_state *st, int32_t task, const char *store, const char *k, size_t klen,
                      const char *v, ssize_t vlen);
 /** @brief Remember a key as changed (its value goes to the changelog at the next commit). */
+/**
+ * @brief Empty every index store ("name#idx") of task @p task: after a restore
+ *        applied changelog records, the indexes (not logged: they derive from
+ *        their store) are rebuilt by the job. @returns 0, or -1 (eddy_state_error).
+ */
+int eddy_state_clear_indexes(eddy_state *st, int32_t task);
 int eddy_state_mark_changed(eddy_state *st, int32_t task, const char *store, const char *k,
                             size_t klen);
 /** @brief The last error of the calls above. */

@@ -26,6 +26,7 @@ local TOPICS = {
     { "wk-t-in", 3 }, { "wk-t-out", 3 },
     { "wk-s-in", 3 }, { "wk-s-out", 1 }, { "wk-sess-sess-repartition", 3 },
     { "wk-r-in", 2 }, { "wk-r-out", 2 },
+    { "wk-e-in", 2 }, { "wk-e-out", 2 },
 }
 
 -- the job's summary line: "N record(s) in, M out, E error(s), D dead-lettered"
@@ -563,5 +564,56 @@ return job
         assert.are.equal(#all, s1.inn + s2.inn, ("records in: %d before the stop + %d after, %d produced")
             :format(s1.inn, s2.inn, #all))
         assert.are.equal(count_of(want), s1.out + s2.out, "finals written by both runs")
+    end)
+
+    it("tumbling count, emit final: a restart on an EMPTY --state-dir restores the open windows and still closes them (the index is rebuilt, not logged)", function()
+        local job = h.script(dir, "empty.lua", [[
+local eddy = require "eddy"
+local job = eddy.job { name = "wk-empty" }
+job:source("wk-e-in")
+   :group_by_key()
+   :window(eddy.tumbling { size = "2s" })
+   :count { store = "tc", emit = "final" }
+   :to_stream()
+   :map_values(function(v, k, rec) return tostring(v) .. "|" .. rec.window.start .. "|" .. rec.window.stop end)
+   :to("wk-e-out")
+return job
+]])
+        local SIZE, P = 2000, 2
+        local g = rng(4242)
+        local keys = R.key_pool(6)
+        local all, cursor = {}, TS0
+        for _ = 1, 300 do
+            cursor = cursor + g.int(0, 25)
+            local key = g.pick(keys)
+            all[#all + 1] = { topic = "wk-e-in", key = key, value = "x", ts = cursor, partition = h.partition_for(key, P) }
+        end
+        k.produce(B, all, dir)
+        local wa, sta = model_time(all, SIZE, SIZE, 0)
+        local want_a = closed_windows(wa, sta, 0)
+        local p1 = start("empty1", job, "wk-empty")
+        local out = settle(B, "wk-e-out", count_of(want_a), 20, p1)
+        assert.are.same({}, diff_finals(out, want_a))
+        k.sleep(1)                                      -- a commit interval (300 ms) or more
+        assert.are.equal(0, p1:stop("TERM", 10), p1:stderr())
+        -- the second run starts from nothing but the changelogs
+        local p2 = k.start_eddy(dir, "empty2", job, B, { "--app-id", "wk-empty", "--commit-interval", "300",
+            "--state-dir", dir .. "/state-empty" })
+        procs[#procs + 1] = p2
+        local flush = {}
+        for p = 0, P - 1 do
+            flush[#flush + 1] = { topic = "wk-e-in", key = key_for_partition("flush-", p, P), value = "flush",
+                ts = FAR, partition = p }
+            all[#all + 1] = flush[#flush]
+        end
+        k.produce(B, flush, dir)
+        local wins, st = model_time(all, SIZE, SIZE, 0)
+        local want = closed_windows(wins, st, 0)
+        assert.is_true(count_of(want) > count_of(want_a) + 3, "windows left open for the second run")
+        out = settle(B, "wk-e-out", count_of(want), 25, p2)
+        local problems = diff_finals(out, want)
+        assert(#problems == 0, ("%d final(s) out, %d expected; %d problem(s):\n  %s"):format(#out, count_of(want),
+            #problems, first_lines(problems, 15)))
+        assert.is_truthy(p2:stderr():find("restored", 1, true), p2:stderr())
     end)
 end)

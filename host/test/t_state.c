@@ -244,6 +244,16 @@ int main(void)
               eddy_state_mark_changed(st, 5, "counts", "nope", 4) == 0 &&
               (changes[0] = '\0', eddy_state_changes(st, collect, NULL) == 0) &&
               strcmp(changes, "5:counts:r=5;5:counts:nope=-;") == 0);
+    int32_t ix = eddy_kv_open(b, 5, "counts#idx");
+    eddy_kv_put(b, 5, ix, "i1", 2, "", 0);
+    changes[0] = '\0';
+    eddy_state_changes(st, collect, NULL);
+    test_cond("an index store (#idx) is not logged", changes[0] == '\0');
+    test_cond("clear_indexes empties the indexes only",
+              eddy_state_clear_indexes(st, 5) == 0 && get_is(b, 5, ix, "i1", NULL) &&
+              get_is(b, 5, db, "r", "5") && eddy_kv_count(b, 5, ix) == 0);
+    eddy_kv_put(b, 5, ix, "i2", 2, "", 0);
+    test_cond("an index can be written again after it was cleared", get_is(b, 5, ix, "i2", ""));
     test_cond("commit", eddy_state_commit(st, err, sizeof err) == 0);
     test_cond("meta survives the commit", eddy_state_meta(st, 5, "__changelog", "counts") == 4242);
     eddy_state_track_changes(st, 0);

@@ -7,7 +7,8 @@
 -- before + after + grace (the join's retention) in one LMDB store family
 -- <name> (changelog <app>-<name>-changelog):
 --   <name>#left, <name>#right   wid .. be8(ts) .. be4(seq)  -> the value
---   <name>#idx                  be8(ts) .. side .. wid .. be4(seq) -> ""  (expiry, both sides)
+--   <name>#idx                  be8(ts) .. side .. wid .. be4(seq) -> ""  (expiry, both sides;
+--                               not logged: rebuilt from #left/#right after a restore)
 --   <name>#outer                be8(ts) .. side .. wid .. be4(seq) -> the value
 -- where wid = be4(#kb) .. kb (kb: the key through the join's key serde) and
 -- side is "\0" (right) or "\1" (left), Kafka Streams' order for records of one
@@ -112,7 +113,32 @@ local function shared(spec, S, B)
         if k == nil then return huge end
         return unbe8(k, 1)
     end
-    S.forgetters[#S.forgetters + 1] = function(task) min_idx[task], min_outer[task] = nil, nil end
+    -- #idx is not logged: after a restore it is empty while #left/#right are not;
+    -- rebuilt once per task (first use since start, an assignment or a rewind),
+    -- apart from the record in hand
+    local checked = {}
+    local function rebuild_now()
+        for side, store in pairs(rt.stores) do
+            local ks, _, n = collect(store:raw_iter(nil, nil))
+            for i = 1, n do
+                local k = ks[i]              -- wid .. be8(ts) .. be4(seq)
+                idx:raw_put(sub(k, #k - 11, #k - 4) .. SIDE[side] .. sub(k, 1, #k - 12) .. sub(k, #k - 3), "")
+            end
+        end
+        min_idx[S.task] = nil
+    end
+    local function check_index()
+        local task = S.task
+        if checked[task] then return end
+        checked[task] = true
+        if idx:raw_first(nil, nil) == nil and (rt.stores.left:raw_first(nil, nil) ~= nil
+            or rt.stores.right:raw_first(nil, nil) ~= nil) then
+            S.isolated("rebuilding the index of join " .. name, rebuild_now)
+        end
+    end
+    S.forgetters[#S.forgetters + 1] = function(task)
+        min_idx[task], min_outer[task], checked[task] = nil, nil, nil
+    end
 
     --- Records with ts < live(st) have left the join's retention. A record at ts is
     --- kept while st <= ts + before + after + grace: with before = 0, a left record at
@@ -122,6 +148,7 @@ local function shared(spec, S, B)
 
     --- Drop the records of both sides that left the retention (stream time st).
     function rt.expire(st)
+        check_index()
         local bound = st - retention
         if bound <= 0 then return end
         local task = S.task

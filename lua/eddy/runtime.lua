@@ -312,6 +312,7 @@ function _M.dump(job, store, k, v)
         return ok and s or cjson.encode(tostring(x))
     end
     if node and node.window then
+        if k:byte(1) == 255 then return nil end      -- "\255emitted": the window store's own
         local kind = node.window.kind
         local klen = unbe(k, 1, 4)
         local key = node.key_serde.decode(k:sub(5, 4 + klen))

@@ -83,9 +83,11 @@ end
 -- Stores (LMDB, per task):
 --   <store>      wid .. be8(start)              -> be8(max ts) .. agg   (time windows, sliding)
 --                wid .. be8(end) .. be8(start)  -> agg                  (sessions)
---   <store>#idx  be8(end) .. kb .. be4(#kb) .. be8(start) -> ""   (end: window end; stop for
---                time windows, inclusive end for sliding, last ts for sessions)
 --                "\255emitted" -> be8(bound)     (sliding + final: finals sent below bound)
+--   <store>#idx  be8(end) .. kb .. be4(#kb) .. be8(start) -> ""   (end: window end; stop for
+--                time windows, inclusive end for sliding, last ts for sessions). Not
+--                logged: after a restore the host empties it and it is rebuilt here
+--                from <store> at the task's first record.
 -- where wid = be4(#kb) .. kb, kb the encoded group key (length-prefixed, so a key's
 -- windows are one contiguous range). The index is ordered by window end, so closing
 -- windows (final results) and dropping expired ones are range scans of the index.
@@ -109,6 +111,11 @@ local tsort = table.sort
 
 local EMITTED = "\255emitted"
 local EMPTY_HEADERS = setmetatable({}, { __newindex = function() error("rec.headers is read-only", 2) end })
+
+local function unbe4(s, i)
+    local a, b, c, d = byte(s, i, i + 3)
+    return ((a * 256 + b) * 256 + c) * 256 + d
+end
 
 local function be4(n)
     return char(floor(n / 16777216) % 256, floor(n / 65536) % 256, floor(n / 256) % 256, n % 256)
@@ -259,8 +266,9 @@ function _M.build(node, ctx)
     end
 
     -- Close and expire windows of the task in hand at stream time st.
-    local close_pass_now
+    local close_pass_now, check_index
     local function close_pass(st)
+        check_index()
         if st == -math.huge then return end
         local cb = floor(closed_below(st))
         if cb <= 0 then return end
@@ -272,11 +280,11 @@ function _M.build(node, ctx)
     function close_pass_now(st, cb)
         local eb = floor(expire_below(st))
         if final and eb ~= cb then                 -- sliding: finals before expiry
-            local from = idx:raw_get(EMITTED)
+            local from = store:raw_get(EMITTED)
             if from == nil or unbe8(from, 1) < cb then
                 local ks, _, n = collect(idx:raw_iter(from or be8(0), be8(cb)))
                 for i = 1, n do emit_final(ks[i]) end
-                if n > 0 then idx:raw_put(EMITTED, be8(cb)) end
+                if n > 0 then store:raw_put(EMITTED, be8(cb)) end
             end
         end
         if eb <= 0 then return end
@@ -325,7 +333,37 @@ function _M.build(node, ctx)
             S.task = saved
         end
     end
-    S.forgetters[#S.forgetters + 1] = function(task) last[task] = nil; next_end[task] = nil end
+    -- The index is not logged: after a restore it is empty while the store is not.
+    -- Rebuilt once per task (at its first use since start, an assignment or a
+    -- rewind) from the windows themselves, apart from the record in hand (so a
+    -- failing record does not undo it).
+    local checked = {}
+    local function rebuild_now()
+        local ks, _, n = collect(store:raw_iter(nil, "\255"))
+        for i = 1, n do
+            local k = ks[i]
+            local klen = unbe4(k, 1)
+            local wid = sub(k, 1, 4 + klen)
+            if kind == "session" then
+                idx:raw_put(idx_key(unbe8(k, 5 + klen), wid, unbe8(k, 13 + klen)), "")
+            else
+                local start = unbe8(k, 5 + klen)
+                idx:raw_put(idx_key(kind == "sliding" and start + diff or start + size, wid, start), "")
+            end
+        end
+        next_end[S.task] = nil
+    end
+    function check_index()
+        local task = S.task
+        if checked[task] then return end
+        checked[task] = true
+        if idx:raw_first(nil, nil) == nil and store:raw_first(nil, "\255") ~= nil then
+            S.isolated("rebuilding the index of " .. node.store, rebuild_now)
+        end
+    end
+    S.forgetters[#S.forgetters + 1] = function(task)
+        last[task] = nil; next_end[task] = nil; checked[task] = nil
+    end
 
     local function late() B.late = B.late + 1 end
 
@@ -511,6 +549,7 @@ function _M.build(node, ctx)
         -- aggregate skip them (as eddy's non-windowed aggregations do); sliding
         -- windows skip them for all three (KStreamSlidingWindowAggregate).
         if ts >= 0 and (v ~= nil or (agg_kind == "count" and kind ~= "sliding")) then
+            check_index()
             local kb = kenc(k)
             process(k, v, rec, ts, st, be4(#kb) .. kb)
         end
