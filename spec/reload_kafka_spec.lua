@@ -454,7 +454,8 @@ return job
             if not eddy:running() then error("eddy exited: " .. eddy:stderr(), 0) end
             return eddy:stderr():find("consuming")
         end)
-        local prod = k.produce_async(B, recs, dir, "producer-r", 3000)
+        -- 2000/s: ~13 s of traffic, so the group join (~3 s) and 10 reloads fit well inside it
+        local prod = k.produce_async(B, recs, dir, "producer-r", 2000)
         procs[#procs + 1] = prod
         k.wait_records(B, "rlr-out", 200, 20, eddy)
         for gen = 1, 10 do
