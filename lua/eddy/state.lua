@@ -110,12 +110,23 @@ function _M.new(B)
         return bdec(sub(s, 2))
     end
 
+    -- Store:get decodes straight from LMDB's memory (valid until the next write):
+    -- no Lua string of the stored bytes is made
+    local decbuf = buffer.new()
     function Store:get(k)
         local key = keystr(k, self.name)
         local task, db = self:db()
         local p = C.eddy_kv_get(B, task, db, key, #key, vlen)
         if p == nil then return nil end
-        return (decode_value(ffi_string(p, vlen[0]), B.wall_ms))
+        local n = tonumber(vlen[0])
+        local u = ffi.cast("const uint8_t *", p)
+        if u[0] == 116 then                    -- "t": with expiry
+            local e = (((u[1] * 256 + u[2]) * 256 + u[3]) * 256 + u[4]) * 4294967296
+                + ((u[5] * 256 + u[6]) * 256 + u[7]) * 256 + u[8]
+            if e <= B.wall_ms then return nil end
+            return (decbuf:set(p + 9, n - 9):decode())
+        end
+        return (decbuf:set(p + 1, n - 1):decode())
     end
 
     function Store:put(k, v, opts)
