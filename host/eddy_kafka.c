@@ -860,16 +860,11 @@ static int ensure_topics(run *r)
         rd_kafka_metadata_destroy(md);
         return EDDY_ETOPO;
     }
-    int source_parts = -1;
+    int source_parts = partitions_of(md, eddy_job_source(r->job, 0));
     const char *missing[64];
     int parts[64];
     int nmissing = 0;
     int nsinks = eddy_job_nsinks(r->job);
-    for (int i = 0; i < md->topic_cnt; i++) {
-        if (strcmp(md->topics[i].topic, eddy_job_source(r->job, 0)) == 0 && !md->topics[i].err) {
-            source_parts = md->topics[i].partition_cnt;
-        }
-    }
     /* the sinks (repartition topics included), then the changelogs */
     changelog_names cn;
     cn.app_id = r->conf->app_id;
@@ -882,17 +877,12 @@ static int ensure_topics(run *r)
     int first_changelog = -1;
     for (int s = 0; s < nsinks + nchangelogs && nmissing < 64; s++) {
         const char *t = s < nsinks ? eddy_job_sink(r->job, s) : changelogs[s - nsinks];
-        int found = 0;
-        for (int i = 0; i < md->topic_cnt; i++) {
-            if (strcmp(md->topics[i].topic, t) == 0 && !md->topics[i].err) {
-                found = 1;
-                if (s >= nsinks && source_parts > 0 && md->topics[i].partition_cnt < source_parts) {
-                    eddy_log_warn("kafka: changelog %s has %d partitions, the sources %d: tasks "
-                                  "%d and up cannot log their state (recreate it with %d)", t,
-                                  md->topics[i].partition_cnt, source_parts,
-                                  md->topics[i].partition_cnt, source_parts);
-                }
-            }
+        int n = partitions_of(md, t);
+        int found = n >= 0;
+        if (found && s >= nsinks && source_parts > 0 && n < source_parts) {
+            eddy_log_warn("kafka: changelog %s has %d partitions, the sources %d: tasks "
+                          "%d and up cannot log their state (recreate it with %d)", t, n,
+                          source_parts, n, source_parts);
         }
         if (!found) {
             if (s >= nsinks && first_changelog < 0) {

@@ -23,7 +23,7 @@ local buffer = require "string.buffer"
 local bdec = buffer.decode
 local setmetatable, getmetatable, type, error, pairs = setmetatable, getmetatable, type, error, pairs
 local floor, max, min, huge = math.floor, math.max, math.min, math.huge
-local char, byte, sub = string.char, string.byte, string.sub
+local byte, sub = string.byte, string.sub
 
 local JoinWindow = {}
 JoinWindow.__index = JoinWindow
@@ -61,22 +61,8 @@ function _M.is_join_window(w) return getmetatable(w) == JoinWindow end
 local encbuf = buffer.new()
 local function enc(v) return encbuf:reset():encode(v):tostring() end
 
-local function be4(n)
-    return char(floor(n / 16777216) % 256, floor(n / 65536) % 256, floor(n / 256) % 256, n % 256)
-end
-local function unbe4(s, i)
-    local a, b, c, d = byte(s, i, i + 3)
-    return ((a * 256 + b) * 256 + c) * 256 + d
-end
-
-local function collect(it)
-    local ks, vs, n = {}, {}, 0
-    for k, v in it do
-        n = n + 1
-        ks[n], vs[n] = k, v
-    end
-    return ks, vs, n
-end
+local bytes = require "eddy.bytes"
+local be4, unbe4, collect = bytes.be4, bytes.unbe4, bytes.collect
 
 local EMPTY_HEADERS = setmetatable({}, { __newindex = function() error("rec.headers is read-only", 2) end })
 

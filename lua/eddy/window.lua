@@ -105,32 +105,15 @@ local function enc(prefix, v)
     return encbuf:reset():put(prefix):encode(v):tostring()
 end
 local floor, max, min = math.floor, math.max, math.min
-local char, byte, sub = string.char, string.byte, string.sub
+local sub = string.sub
 local tonumber, pairs, ipairs = tonumber, pairs, ipairs
 local tsort = table.sort
 
 local EMITTED = "\255emitted"
 local EMPTY_HEADERS = setmetatable({}, { __newindex = function() error("rec.headers is read-only", 2) end })
 
-local function unbe4(s, i)
-    local a, b, c, d = byte(s, i, i + 3)
-    return ((a * 256 + b) * 256 + c) * 256 + d
-end
-
-local function be4(n)
-    return char(floor(n / 16777216) % 256, floor(n / 65536) % 256, floor(n / 256) % 256, n % 256)
-end
-
---- Collect all entries of an iterator (store iterators must be run to the end
---- before the store is written).
-local function collect(it)
-    local ks, vs, n = {}, {}, 0
-    for k, v in it do
-        n = n + 1
-        ks[n], vs[n] = k, v
-    end
-    return ks, vs, n
-end
+local bytes = require "eddy.bytes"
+local be4, unbe4, collect = bytes.be4, bytes.unbe4, bytes.collect
 
 function _M.build(node, ctx)
     local state = require "eddy.state"
