@@ -90,7 +90,6 @@ local function shared(spec, S, B)
     local outer = spec.mode ~= "inner" and S:store(name .. "#outer") or nil
     rt.outer = outer
     local SIDE = { left = "\1", right = "\0" }
-    rt.SIDE = SIDE
 
     -- the smallest timestamp in #idx / #outer per task (nil: unknown; huge: none)
     local min_idx, min_outer = {}, {}
