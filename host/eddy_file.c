@@ -39,6 +39,7 @@ typedef struct reader {
     eddy_buf     scratch;         /* the raw line, kept for the DLQ */
     int64_t      now;             /* the wall clock when the chunk in hand was read: the
                                    * time of its lines without one (one clock read per read()) */
+    int64_t      last_commit;     /* eddy_mono_us() of the last commit */
 } reader;
 
 static int64_t take_offset(reader *rd, int source, int32_t partition, int64_t given)
@@ -175,19 +176,37 @@ static void progress(const eddy_file_conf *conf, int64_t done_bytes, int64_t tot
             (unsigned long long)eddy_stats.errors, final ? "\n" : "   ");
 }
 
-/* Between batches: wall-clock work, then outputs flushed and the state
+/* Can more input be read at once? No: the input pauses (a quiet pipe or TTY);
+ * a regular file always can until its end. */
+static int input_waiting(int fd)
+{
+    struct pollfd pfd = {fd, POLLIN, 0};
+    return poll(&pfd, 1, 0) > 0;
+}
+
+/* Between batches: wall-clock work, then (when @p quiet: the input pauses or
+ * ends, or when the commit interval has passed) outputs flushed and the state
  * committed (a streaming stdin sees its results now), then, right after that
- * commit, the place for a reload's swap. */
-static int between_batches(reader *rd, char *errstr, size_t errstr_size)
+ * commit, the place for a reload's swap. A long input commits once per interval,
+ * not once per read: each LMDB commit writes every page it dirtied and syncs. */
+static int between_batches(reader *rd, int quiet, char *errstr, size_t errstr_size)
 {
     int rc = eddy_runner_tick(rd->runner);
     if (rc) {
         return rc;
     }
+    const eddy_file_conf *conf = rd->conf;
+    int64_t now = eddy_mono_us();
+    if (!quiet && now - rd->last_commit < (int64_t)conf->commit_interval_ms * 1000) {
+        if (conf->http) {
+            eddy_http_serve(conf->http, eddy_runner_job(rd->runner), eddy_runner_state(rd->runner));
+        }
+        return 0;
+    }
+    rd->last_commit = now;
     if ((rc = eddy_runner_commit(rd->runner, errstr, errstr_size))) {
         return rc;
     }
-    const eddy_file_conf *conf = rd->conf;
     if (conf->http) {
         eddy_http_serve(conf->http, eddy_runner_job(rd->runner), eddy_runner_state(rd->runner));
         eddy_status_sizes(eddy_job_lua_bytes(eddy_runner_job(rd->runner)),
@@ -249,7 +268,7 @@ int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf
             if (pr < 0 && errno != EINTR) {
                 break;                          /* let read() report it */
             }
-            if ((rc = between_batches(&rd, errstr, errstr_size))) {
+            if ((rc = between_batches(&rd, 1, errstr, errstr_size))) {
                 goto stopped;
             }
         }
@@ -292,7 +311,7 @@ int eddy_file_run(eddy_runner *runner, eddy_job *job, const eddy_file_conf *conf
         if ((rc = flush_batch(&rd))) {
             goto stopped;
         }
-        if ((rc = between_batches(&rd, errstr, errstr_size))) {
+        if ((rc = between_batches(&rd, eof || !input_waiting(fd), errstr, errstr_size))) {
             goto stopped;
         }
         done_bytes += (int64_t)pos;

@@ -19,6 +19,8 @@ typedef struct eddy_file_conf {
     int         rollback_errors;
     int         progress;               /* a progress line on stderr (a TTY, not --quiet) */
     struct eddy_http *http;             /* --http: store queries answered between batches */
+    int         commit_interval_ms;     /* outputs flushed, state committed at least this often
+                                         * while the input keeps coming (and whenever it pauses) */
 } eddy_file_conf;
 
 /**

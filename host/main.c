@@ -99,7 +99,8 @@ static const char *run_help =
     "  --http ADDR               serve /, /metrics, /status, /stores/<store>/<key>, POST /reload\n"
     "                            on PORT, HOST:PORT or :PORT (all interfaces); off by default\n"
     "  --http-token T            token for POST /reload (or EDDY_HTTP_TOKEN); required beyond loopback\n"
-    "  --commit-interval MS      Kafka mode: how often outputs are flushed and offsets committed (1000)\n"
+    "  --commit-interval MS      how often outputs are flushed and offsets/state committed (1000;\n"
+    "                            file mode: also whenever the input pauses)\n"
     "  -X key=value              any librdkafka property (repeatable)\n"
     "  --watch / --no-watch      reload when the script is saved (default: on); SIGHUP reloads too\n"
     "  --allow-unsigned-deploy   accept unsigned versions from the control topic (development only)\n"
@@ -621,7 +622,7 @@ static int cmd_run(int argc, char **argv)
         eddy_runner_new(&runner, job, sink, dlqs, app_buf);
         eddy_runner_set_state(runner, state);
         eddy_file_conf fc = {input_buf, strcmp(fmt_buf, "lines") == 0, partitions, &stop_flag,
-                             reload, rollback_errors, isatty(2) && !o.quiet, http};
+                             reload, rollback_errors, isatty(2) && !o.quiet, http, commit_ms};
         rc = eddy_file_run(runner, job, &fc, errstr, sizeof errstr);
         char cerr[1024] = "";
         int frc = rc ? 0 : eddy_runner_finish(runner);
