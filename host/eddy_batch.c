@@ -109,6 +109,12 @@ void eddy_batch_emit(eddy_batch *b, int32_t sink, const char *k, int32_t klen,
     }
 }
 
+void eddy_batch_forward(eddy_batch *b, int32_t sink)
+{
+    const eddy_rec *r = &b->recs[b->cur];
+    eddy_batch_emit(b, sink, r->key, r->klen, r->value, r->vlen, r->ts);
+}
+
 void eddy_batch_drop_outputs_of(eddy_batch *b, int32_t src)
 {
     while (b->nouts > 0 && b->outs[b->nouts - 1].src == src) {

@@ -84,6 +84,11 @@ void eddy_batch_add_header(eddy_batch *b, const char *name, int32_t nlen,
 void eddy_batch_emit(eddy_batch *b, int32_t sink, const char *k, int32_t klen,
                      const char *v, int32_t vlen, int64_t ts);
 
+/** @brief Called from Lua (ffi.C) for a source read straight into a sink with
+ *         byte serdes on both sides: the current record's key, value and
+ *         timestamp, unchanged, as an output of @p sink (no Lua strings made). */
+void eddy_batch_forward(eddy_batch *b, int32_t sink);
+
 /** @brief Append @p src's records to @p dst (borrowed bytes). */
 void eddy_batch_append_records(eddy_batch *dst, const eddy_batch *src);
 

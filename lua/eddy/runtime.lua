@@ -46,6 +46,7 @@ typedef struct eddy_batch_view {
 } eddy_batch_view;
 void eddy_batch_emit(eddy_batch_view *b, int32_t sink, const char *k, int32_t klen,
                      const char *v, int32_t vlen, int64_t ts);
+void eddy_batch_forward(eddy_batch_view *b, int32_t sink);
 ]]
 
 local C = ffi.C
@@ -715,6 +716,26 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
     end
     for _, node in ipairs(job.nodes) do compile(node) end     -- every node, internal sources too
 
+    -- A source read straight into sinks, bytes to bytes (string/bytes serdes, no
+    -- timestamp extractor, no state): each record is copied in C, no Lua strings.
+    local BYTES = { string = true, bytes = true }
+    for i, s in ipairs(job.sources) do
+        local node, direct = s.node, {}
+        for _, c in ipairs(node.children) do
+            if c.kind ~= "sink" or #c.children > 0 or not BYTES[c.key_serde.name]
+                or not BYTES[c.value_serde.name] then
+                direct = nil
+                break
+            end
+            direct[#direct + 1] = sink_index[c.topic]
+        end
+        if direct and #direct > 0 and not S and node.kind == "source" and not node.timestamp
+            and BYTES[node.key_serde.name] and BYTES[node.value_serde.name] then
+            srcs[i - 1].direct = direct
+        end
+    end
+    local forward = C.eddy_batch_forward
+
     local uses_rec = job_uses_rec(job)
     local shared = {}
 
@@ -725,6 +746,13 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
             B.stage = 1
             local r = recs[i]
             local src = srcs[r.source]
+            local direct = src.direct
+            if direct then
+                B.stage = 3
+                for j = 1, #direct do forward(B, direct[j]) end
+                goto next_record
+            end
+            do
             local k, v = nil, nil
             if r.key ~= nil then k = src.kdec(ffi_string(r.key, r.klen)) end
             if r.value ~= nil then v = src.vdec(ffi_string(r.value, r.vlen)) end
@@ -767,6 +795,8 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
             end
             src.push(k, v, rec, rec.ts)
             if S and S.after_record then S.after_record() end    -- timers made due (eddy.processor)
+            end
+            ::next_record::
         end
         if S then S.end_batch() end
     end
