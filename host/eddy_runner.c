@@ -153,7 +153,9 @@ static int dead_letter(eddy_runner *r, const char *topic, int32_t partition, int
         r->hdrs = h;
         r->hcap = n;
     }
-    memcpy(r->hdrs, orig, sizeof(*orig) * (size_t)norig);
+    if (norig > 0) {
+        memcpy(r->hdrs, orig, sizeof(*orig) * (size_t)norig);
+    }
     snprintf(pbuf, sizeof pbuf, "%d", (int)partition);
     snprintf(obuf, sizeof obuf, "%lld", (long long)offset);
     const char *names[] = {"eddy.error", "eddy.stage", "eddy.topic", "eddy.partition", "eddy.offset"};

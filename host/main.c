@@ -567,6 +567,8 @@ static int cmd_run(int argc, char **argv)
         handler_timeout = atoi(ht);     /* ms; 0 turns the watchdog off */
     }
     eddy_watchdog_start(handler_timeout);
+    int exit_code = -1;                 /* >= 0: a start-up failure after this point */
+    eddy_http *http = NULL;
     eddy_state *state = NULL;
     if (eddy_job_stateful(job)) {
         char dir[PATH_MAX + 256];
@@ -579,13 +581,12 @@ static int cmd_run(int argc, char **argv)
         }
         if (eddy_state_open(&state, dir, map_size, errstr, sizeof errstr) != 0) {
             fprintf(stderr, "eddy run: %s\n", errstr);
-            eddy_job_destroy(job);
-            return EDDY_EXIT_FATAL;
+            exit_code = EDDY_EXIT_FATAL;
+            goto teardown;
         }
     }
     eddy_status_init(eddy_job_name(job), o.script, eddy_job_version(job),
                      input_buf[0] ? "file" : "kafka");
-    eddy_http *http = NULL;
     const char *http_addr = pick(o.http, job, "http", NULL);
     if (http_addr && *http_addr) {
         char addr[300];
@@ -600,9 +601,8 @@ static int cmd_run(int argc, char **argv)
         eddy_http_conf hc = {addr, token && *token ? token : NULL, &hup_flag};
         if ((rc = eddy_http_start(&http, &hc, errstr, sizeof errstr)) != 0) {
             fprintf(stderr, "eddy run: %s\n", errstr);
-            eddy_state_close(state);
-            eddy_job_destroy(job);
-            return rc == EDDY_EUSAGE ? EDDY_EXIT_USAGE : EDDY_EXIT_FATAL;
+            exit_code = rc == EDDY_EUSAGE ? EDDY_EXIT_USAGE : EDDY_EXIT_FATAL;
+            goto teardown;
         }
     }
     if (input_buf[0]) {
@@ -616,8 +616,8 @@ static int cmd_run(int argc, char **argv)
              : (rc = eddy_sink_file_open(&dlqs, dlq_path, partitions, errstr, sizeof errstr)))) {
             fprintf(stderr, "eddy run: %s\n", errstr);
             eddy_sink_destroy(sink);
-            eddy_job_destroy(job);
-            return EDDY_EXIT_USAGE;
+            exit_code = EDDY_EXIT_USAGE;
+            goto teardown;
         }
         eddy_runner_new(&runner, job, sink, dlqs, app_buf);
         eddy_runner_set_state(runner, state);
@@ -661,12 +661,16 @@ static int cmd_run(int argc, char **argv)
                       (unsigned long long)eddy_stats.errors,
                       (unsigned long long)eddy_stats.dead_lettered);
     }
+teardown:
     eddy_watchdog_stop();
     eddy_http_stop(http);
     eddy_state_close(state);
     eddy_reload_destroy(reload);
     eddy_deploy_destroy(deploy);
     eddy_job_destroy(job);
+    if (exit_code >= 0) {
+        return exit_code;      /* a start-up failure, already reported */
+    }
     if (rc == EDDY_EUSAGE) {
         fprintf(stderr, "eddy run: %s\n", errstr);
         return EDDY_EXIT_USAGE;

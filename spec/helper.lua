@@ -3,7 +3,7 @@ local cjson = require "cjson"
 local _M = {}
 
 _M.ROOT = os.getenv("EDDY_ROOT") or "."
-_M.EDDY = _M.ROOT .. "/build/eddy"
+_M.EDDY = os.getenv("EDDY_BIN") or _M.ROOT .. "/build/eddy"   -- EDDY_BIN: e.g. the sanitized build (tools/asan.sh)
 
 local function shell_quote(s)
     return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
