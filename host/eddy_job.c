@@ -39,7 +39,36 @@ struct eddy_job {
     int         noptvals;
     char        version[17];
     volatile int interrupted;   /* set by the watchdog thread */
+    lua_Alloc   allocf;         /* LuaJIT's own allocator, wrapped by job_alloc */
+    void       *allocud;
+    size_t      mem_used;       /* bytes the Lua state holds */
+    size_t      mem_limit;      /* lua_memory_limit in bytes; 0: none */
+    int         mem_hit;        /* an allocation was refused since the last check */
+    int         mem_guard;      /* > 0: inside a protected call of the script's code, where the
+                                 * limit applies (the host's own unprotected calls into the state
+                                 * must not fail: LuaJIT would panic) */
 };
+
+/* lua_memory_limit when the script does not set it: 1 GiB. */
+#define DEFAULT_MEM_LIMIT ((size_t)1024 << 20)
+
+/* LuaJIT's allocator with a count and a cap: a growth past lua_memory_limit
+ * fails (the Lua error "not enough memory" in the code that asked), never the
+ * host's malloc. Frees and shrinks always go through. */
+static void *job_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    eddy_job *job = ud;
+    if (nsize > osize && job->mem_guard && job->mem_limit &&
+        job->mem_used - osize + nsize > job->mem_limit) {
+        job->mem_hit = 1;
+        return NULL;
+    }
+    void *p = job->allocf(job->allocud, ptr, osize, nsize);
+    if (p || nsize == 0) {
+        job->mem_used = job->mem_used > osize ? job->mem_used - osize + nsize : nsize;
+    }
+    return p;
+}
 
 static const char script_key = 'k';   /* registry: the script's path */
 
@@ -113,6 +142,23 @@ static void errline(lua_State *L, char *out, size_t size)
         out[o++] = c;
     }
     out[o] = '\0';
+}
+
+/* After a failed call: if an allocation was refused (lua_memory_limit), say so
+ * in @p msg and collect what the failed call left, so that the next record
+ * starts from the memory the state really holds. */
+static void memory_check(eddy_job *job, char *msg, size_t size)
+{
+    if (!job->mem_hit) {
+        return;
+    }
+    job->mem_hit = 0;
+    char m[1024];
+    snprintf(m, sizeof m, "%s", msg);
+    snprintf(msg, size, "the Lua memory limit was reached (lua_memory_limit = %.0f MiB): %s",
+             (double)job->mem_limit / 1048576.0, m);
+    lua_gc(job->L, LUA_GCCOLLECT, 0);
+    job->mem_hit = 0;
 }
 
 static char *strdup_or_die(const char *s)
@@ -243,6 +289,10 @@ int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
         goto err;
     }
     lua_State *L = job->L;
+    job->allocf = lua_getallocf(L, &job->allocud);
+    job->mem_used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+    job->mem_limit = DEFAULT_MEM_LIMIT;
+    lua_setallocf(L, job_alloc, job);
     luaL_openlibs(L);
     lua_getglobal(L, "package");                 /* package.preload["eddy.json"] */
     lua_getfield(L, -1, "preload");
@@ -272,8 +322,12 @@ int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
         errline(L, errstr, errstr_size);
         goto err;
     }
-    if (pcall(L, 0, 1) != 0) {
+    job->mem_guard++;
+    int prc = pcall(L, 0, 1);
+    job->mem_guard--;
+    if (prc != 0) {
         errline(L, errstr, errstr_size);
+        memory_check(job, errstr, errstr_size);
         goto err;
     }
     /* 2. eddy.runtime.prepare(job, batch) -> topology with run */
@@ -321,6 +375,10 @@ int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
     lua_pushvalue(L, -1);
     job->topo_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
+    const char *ml = eddy_job_option(job, "lua_memory_limit");
+    if (ml) {
+        job->mem_limit = (size_t)(strtod(ml, NULL) * 1048576.0);     /* MiB; 0: none */
+    }
     *out = job;
     return 0;
 
@@ -510,12 +568,16 @@ int eddy_job_run_batch(eddy_job *job, eddy_job_error_cb *on_error, void *opaque)
     while (start < b->n) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, job->run_ref);
         lua_pushinteger(L, start);
-        if (pcall(L, 1, 0) == 0) {
+        job->mem_guard++;
+        int prc = pcall(L, 1, 0);
+        job->mem_guard--;
+        if (prc == 0) {
             break;
         }
         char msg[2048];
         errline(L, msg, sizeof msg);
         lua_settop(L, 0);
+        memory_check(job, msg, sizeof msg);
         int32_t idx = b->cur < start ? start : b->cur;   /* failed before its record */
         eddy_batch_drop_outputs_of(b, idx);
         if (on_error(opaque, &b->recs[idx], stage_name(b->stage), msg) != 0) {
@@ -541,8 +603,12 @@ int eddy_job_tick(eddy_job *job, char *errstr, size_t errstr_size)
     }
     lua_pushnumber(L, (lua_Number)job->batch->wall_ms);
     int rc = 0;
-    if (pcall(L, 1, 0) != 0) {
+    job->mem_guard++;
+    int prc = pcall(L, 1, 0);
+    job->mem_guard--;
+    if (prc != 0) {
         errline(L, errstr, errstr_size);
+        memory_check(job, errstr, errstr_size);
         rc = EDDY_ESCRIPT;
     }
     lua_settop(L, 0);

@@ -740,6 +740,42 @@ return job
             table.concat(errs, "\n", 1, math.min(#errs, 30))))
     end)
 
+    it("a new version that goes past lua_memory_limit on every record is rolled back; the old one handles them", function()
+        local opts = ", reload_rollback_errors = 3, lua_memory_limit = 64"
+        live = start(count_job("A", { opts = opts }))
+        assert.are.same({ "A:1" }, values(live:feed({ { "k", "1" } }, 1)))
+        local hog = ':map_values(function(v) local t = {} for i = 1, 1e7 do t[i] = ("x"):rep(40) .. i end return v end)'
+        save.in_place(live.path, count_job("B", { opts = opts, before = hog }))
+        live:wait_swaps(1, 15)
+        live:send({ { "k", "2" }, { "k", "3" }, { "k", "4" }, { "k", "5" } })
+        live:wait("the rollback", 60, function() return live:log():find("rolled back") end)
+        assert.are.same({ "A:1", "A:2", "A:3", "A:4", "A:5" }, values(live:wait_outputs(5, 30)))
+        assert.is_truthy(live:log():find("lua_memory_limit = 64 MiB", 1, true), live:log())
+        assert.are.equal(0, #live:dead_letters())
+        assert.are.equal(0, live:finish())
+    end)
+
+    it("1,000 reloads leave the process's open files and threads as they were", function()
+        local function fds() return tonumber(io.popen("ls /proc/" .. live.pid .. "/fd | wc -l"):read("*a")) end
+        local function threads() return tonumber(io.popen("ls /proc/" .. live.pid .. "/task | wc -l"):read("*a")) end
+        live = start(count_job("V0"), { args = { "--no-watch" } })     -- SIGHUP only: no 100 ms settling
+        assert.are.same({ "V0:1" }, values(live:feed({ { "k", "x" } })))
+        local base_fds, base_threads
+        for i = 1, 1000 do
+            save.in_place(live.path, count_job("V" .. i))
+            live:signal("HUP")
+            live:wait_swaps(i, 15)
+            if i == 10 then base_fds, base_threads = fds(), threads() end
+            if i % 100 == 0 then
+                -- each version counts on from the same store
+                assert.are.same({ ("V%d:%d"):format(i, 1 + i / 100) }, values(live:feed({ { "k", "x" } })))
+            end
+        end
+        assert.are.equal(base_fds, fds(), "open files after 1,000 reloads (at the 10th: " .. base_fds .. ")")
+        assert.are.equal(base_threads, threads(), "threads after 1,000 reloads")
+        assert.are.equal(0, live:finish())
+    end)
+
     for _, loop in ipairs({ { "an interruptible endless loop", "while true do for _ in pairs({ 1 }) do end end" },
                             { "a compiled endless loop", "while true do end" } }) do
         -- KNOWN GAP: LuaJIT's compiled traces ignore hooks, so a compiled endless loop

@@ -456,7 +456,7 @@ local job_options = {
     state_dir = "string", guarantee = "string", on_error = "string", watch = "boolean",
     http = "string", threads = "number", commit_interval = "string|number",
     kafka = "table", idle_advance = "string|number", reload_rollback_errors = "number",
-    state_map_size = "number", handler_timeout = "number",
+    state_map_size = "number", handler_timeout = "number", lua_memory_limit = "number",
 }
 
 function _M.job(opts)
@@ -467,6 +467,9 @@ function _M.job(opts)
         if not want then error(("eddy.job: unknown option %q"):format(tostring(k)), 2) end
         if not want:find(type(v), 1, true) then
             error(("eddy.job: option %s must be a %s, got %s"):format(k, want, type(v)), 2)
+        end
+        if k == "lua_memory_limit" and v < 0 then
+            error("eddy.job: lua_memory_limit must be MiB >= 0 (0: no limit), got " .. v, 2)
         end
     end
     if type(opts.name) ~= "string" or not opts.name:match("^[%w%._%-]+$") then
