@@ -185,7 +185,8 @@ static int input_waiting(int fd)
 }
 
 /* Between batches: wall-clock work, then (when @p quiet: the input pauses or
- * ends, or when the commit interval has passed) outputs flushed and the state
+ * ends, when the commit interval has passed, or when the state asks for it
+ * because a map could fill) outputs flushed and the state
  * committed (a streaming stdin sees its results now), then, right after that
  * commit, the place for a reload's swap. A long input commits once per interval,
  * not once per read: each LMDB commit writes every page it dirtied and syncs. */
@@ -197,7 +198,8 @@ static int between_batches(reader *rd, int quiet, char *errstr, size_t errstr_si
     }
     const eddy_file_conf *conf = rd->conf;
     int64_t now = eddy_mono_us();
-    if (!quiet && now - rd->last_commit < (int64_t)conf->commit_interval_ms * 1000) {
+    if (!quiet && now - rd->last_commit < (int64_t)conf->commit_interval_ms * 1000 &&
+        !eddy_state_wants_commit(eddy_runner_state(rd->runner))) {
         if (conf->http) {
             eddy_http_serve(conf->http, eddy_runner_job(rd->runner), eddy_runner_state(rd->runner));
         }

@@ -28,6 +28,9 @@ typedef struct task {
     MDB_dbi     dbi[MAX_DBS];      /* indexed by the state-wide store handle */
     unsigned char open[MAX_DBS];
     eddy_keyset *changed;      /* keys written since the last commit (changelog on) */
+    size_t      room;          /* bytes this interval may write before a commit is due early:
+                                * what keeps a transaction inside the map (see note_room) */
+    size_t      written;       /* bytes written in this interval (keys, values, overhead) */
 } task;
 
 typedef struct iter {
@@ -54,6 +57,7 @@ struct eddy_state {
     unsigned char logged[MAX_DBS];  /* the store's changes go to a changelog */
     int      track;             /* remember changed keys (Kafka mode: changelogs) */
     size_t   map_size;
+    int      want_commit;       /* a task's interval nears its map's room: commit early */
     task    *tasks[MAX_TASKS];
     int      ntasks;
     iter     iters[MAX_ITERS];
@@ -239,6 +243,26 @@ static task *task_get(eddy_state *st, int32_t id)
     return t;
 }
 
+/* How much an interval may write before its commit comes early. A write
+ * transaction copies each page it changes (copy-on-write) and pages freed by
+ * it are reused only after its commit: in the worst case it needs a copy of
+ * every page in use plus its new data, at about half a page's fill. The map
+ * grows at a commit when more than half full, so mapsize - used >= used; the
+ * room left for new data is then mapsize - 2 * used, halved for the page fill,
+ * and halved again as a margin for the branch pages above. */
+static void note_room(task *t)
+{
+    MDB_envinfo info;
+    MDB_stat stat;
+    t->written = 0;
+    if (mdb_env_info(t->env, &info) || mdb_env_stat(t->env, &stat)) {
+        t->room = 0;
+        return;
+    }
+    size_t used = (info.me_last_pgno + 1) * (size_t)stat.ms_psize;
+    t->room = info.me_mapsize > 2 * used ? (info.me_mapsize - 2 * used) / 4 : 0;
+}
+
 static MDB_txn *task_txn(eddy_state *st, task *t)
 {
     if (!t->txn) {
@@ -246,9 +270,25 @@ static MDB_txn *task_txn(eddy_state *st, task *t)
         if (rc) {
             set_err(st, rc, t, -1, "begin a transaction");
             t->txn = NULL;
+        } else {
+            note_room(t);
         }
     }
     return t->txn;
+}
+
+/* A write of @p n bytes into @p t's interval: past its room, ask for an early commit. */
+static void note_written(eddy_state *st, task *t, size_t n)
+{
+    t->written += n + 16;          /* + a node header */
+    if (t->written > t->room) {
+        st->want_commit = 1;
+    }
+}
+
+int eddy_state_wants_commit(const eddy_state *st)
+{
+    return st && st->want_commit;
 }
 
 /* grow the map between transactions when it is more than half full */
@@ -278,6 +318,7 @@ int eddy_state_commit(eddy_state *st, char *errstr, size_t errstr_size)
         return EDDY_EPARSE;      /* nothing is committed after a failed write */
     }
     close_iters(st);
+    st->want_commit = 0;
     for (int i = 0; i < st->ntasks; i++) {
         task *t = st->tasks[i];
         if (!t->txn) {
@@ -304,6 +345,7 @@ int eddy_state_commit(eddy_state *st, char *errstr, size_t errstr_size)
 void eddy_state_abort(eddy_state *st)
 {
     st->wgen++;
+    st->want_commit = 0;
     close_iters(st);
     for (int i = 0; i < st->ntasks; i++) {
         task *t = st->tasks[i];
@@ -563,6 +605,7 @@ int eddy_kv_put(eddy_batch *b, int32_t task_id, int32_t db, const char *k, size_
         st->nundo--;
         return set_err(st, rc, t, db, "put");
     }
+    note_written(st, t, klen + vlen);
     return 0;
 }
 
@@ -964,6 +1007,7 @@ int eddy_state_apply(eddy_state *st, int32_t task_id, const char *store, const c
     if (rc && !(vlen < 0 && rc == MDB_NOTFOUND)) {
         return set_err(st, rc, t, db, "restore");
     }
+    note_written(st, t, klen + (vlen < 0 ? 0 : (size_t)vlen));
     return 0;
 }
 

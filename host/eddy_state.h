@@ -37,6 +37,11 @@ void eddy_state_close(eddy_state *st);
 /** @brief Commit every task's open write transaction (and sync it to disk). */
 int  eddy_state_commit(eddy_state *st, char *errstr, size_t errstr_size);
 
+/** @brief 1 when a task has written so much since the last commit that its map
+ *         could fill before the next one: commit at the next batch boundary (the
+ *         map then grows), before the interval is over. */
+int  eddy_state_wants_commit(const eddy_state *st);
+
 /**
  * @brief The next input offset of @p topic / @p partition recorded with the
  *        committed state (any sub-topology's task), or -1 when there is none.

@@ -101,3 +101,46 @@ describe("lua_memory_limit", function()
         assert.is_truthy(bad.err:find("lua_memory_limit must be MiB >= 0", 1, true), bad.err)
     end)
 end)
+
+describe("the LMDB map", function()
+    it("grows before it fills: 50 MB of state into state_map_size = 16 (MiB), all kept, nothing failed", function()
+        local dir = h.tmpdir()
+        h.write(dir .. "/job.lua", [[
+local eddy = require "eddy"
+local job = eddy.job { name = "mapgrow", state_map_size = 16 }
+job:source("in")
+   :group_by_key()
+   :reduce(function(a, b) return a .. b end, { store = "blobs" })
+   :to_stream()
+   :map_values(function(v) return #v end)
+   :to("out")
+return job
+]])
+        local f = assert(io.open(dir .. "/in.jsonl", "w"))
+        local value = ("x"):rep(500)
+        for i = 1, 100000 do
+            -- every 10th key comes back: its value doubles
+            local k = i % 10 == 0 and "k" .. (i - 5) or "k" .. i
+            f:write(cjson.encode({ key = k, payload = value, ts = 1000 + i }), "\n")
+        end
+        f:close()
+        local code, _, err = h.eddy({ "run", dir .. "/job.lua", "--input", dir .. "/in.jsonl", "--output",
+            dir .. "/out", "--state-dir", dir .. "/state", "--no-watch" })
+        assert.are.equal(0, code, err)
+        assert.is_truthy(err:find("map grown to 32 MiB", 1, true), err)
+        local out = h.envelopes(h.read(dir .. "/out"))
+        assert.are.equal(100000, #out)
+        local doubled = 0
+        for _, e in ipairs(out) do
+            if e.payload == "1000" then doubled = doubled + 1 else assert.are.equal("500", e.payload) end
+        end
+        assert.are.equal(10000, doubled)
+        -- the state holds them all: count the stored values through eddy stores
+        local c2, dump = h.eddy({ "stores", dir .. "/job.lua", "blobs", "--state-dir", dir .. "/state" })
+        assert.are.equal(0, c2)
+        local n = 0
+        for _ in dump:gmatch("[^\n]+") do n = n + 1 end
+        assert.are.equal(90000, n)
+        os.execute("rm -rf " .. h.q(dir))
+    end)
+end)
