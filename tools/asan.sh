@@ -1,6 +1,6 @@
 #!/bin/sh
-# make asan-test (and one suite of make test): the C unit tests and the file-mode
-# end-to-end specs on the AddressSanitizer + UBSan build (build/asan/). Prints TAP;
+# make asan-test (and one suite of make test): the C unit tests, the file-mode
+# end-to-end specs and kafka_spec on the AddressSanitizer + UBSan build (build/asan/). Prints TAP;
 # any sanitizer report fails the run (the report names the test or spec).
 # Arguments: the sanitized C test binaries.
 cd "$(dirname "$0")/.." || exit 1
@@ -19,11 +19,12 @@ for t in "$@"; do
     echo "# asan: $t"
     "$t" || status=1
 done
-# the file-mode specs (no broker) on the sanitized binary
+# the file-mode specs (no broker) on the sanitized binary, and the basic Kafka one
+# (the development broker is the sanitized binary too: `eddy broker`)
 EDDY_BIN=$PWD/build/asan/eddy luajit /usr/bin/busted -o TAP \
     spec/file_mode_spec.lua spec/aggregate_spec.lua spec/windows_spec.lua \
     spec/processor_spec.lua spec/reload_spec.lua spec/stores_spec.lua \
-    spec/errors_spec.lua spec/gate_spec.lua spec/logs_spec.lua || status=1
+    spec/errors_spec.lua spec/gate_spec.lua spec/logs_spec.lua spec/kafka_spec.lua || status=1
 # reports: one TAP line per file, so that make test's count sees them
 n=0
 for f in "$logs"/*; do
