@@ -599,6 +599,27 @@ static int64_t list_get(const char *list, const char *name)
     return -1;
 }
 
+/* The input offsets of commit marker @p marker ("... offsets=t@1,u@2 ...") into
+ * the task's "__offsets" store. @returns 0, or -1 (eddy_state_error says why). */
+static int marker_offsets(eddy_state *st, int32_t task, const char *marker)
+{
+    const char *offsets = strstr(marker, " offsets=");
+    for (const char *p = offsets ? offsets + 9 : NULL; p && *p && *p != ' ';) {
+        const char *at = strchr(p, '@');
+        if (!at) {
+            break;
+        }
+        char tp[512];
+        snprintf(tp, sizeof tp, "%.*s", (int)(at - p), p);
+        if (eddy_state_set_meta(st, task, "__offsets", tp, strtoll(at + 1, NULL, 10))) {
+            return -1;
+        }
+        p = strpbrk(at, ", ");
+        p = p && *p == ',' ? p + 1 : NULL;
+    }
+    return 0;
+}
+
 /* One task being restored. */
 typedef struct restoring {
     cl_task     *t;
@@ -719,19 +740,8 @@ int eddy_changelog_restore_tasks(eddy_changelog *cl, const int32_t *ids, int n,
         if (rc == 0 && eddy_state_set_meta(cl->st, t->id, "__changelog", SEQ_KEY, t->seq)) {
             rc = -1;
         }
-        const char *offsets = x->sm.last_off >= 0 ? strstr(x->sm.value.data, " offsets=") : NULL;
-        for (const char *p = offsets ? offsets + 9 : NULL; rc == 0 && p && *p && *p != ' ';) {
-            const char *at = strchr(p, '@');
-            if (!at) {
-                break;
-            }
-            char tp[512];
-            snprintf(tp, sizeof tp, "%.*s", (int)(at - p), p);
-            if (eddy_state_set_meta(cl->st, t->id, "__offsets", tp, strtoll(at + 1, NULL, 10))) {
-                rc = -1;
-            }
-            p = strpbrk(at, ", ");
-            p = p && *p == ',' ? p + 1 : NULL;
+        if (rc == 0 && x->sm.last_off >= 0 && marker_offsets(cl->st, t->id, x->sm.value.data)) {
+            rc = -1;
         }
         if (rc == -1) {
             snprintf(errstr, errstr_size, "%s", eddy_state_error(cl->st));

@@ -76,16 +76,17 @@ int eddy_dedup_check(eddy_dedup *d, int32_t task, const char *origin, size_t ole
     /* "<topic>:<partition>:<offset>:<n>": the last two fields are the position */
     const char *c2 = memrchr(origin, ':', olen);
     const char *c1 = c2 ? memrchr(origin, ':', (size_t)(c2 - origin)) : NULL;
-    if (!c1 || c1 == origin || olen - (size_t)(c2 - origin) > 16 || c2 - c1 > 24) {
-        return -1;
+    if (!c1 || c1 == origin || olen - (size_t)(c2 - origin) > 16 || c2 - c1 > 24 ||
+        memchr(origin, '\0', (size_t)(c1 - origin))) {
+        return -1;                       /* the origin is kept as a C string */
     }
     char num[32];
     snprintf(num, sizeof num, "%.*s", (int)(c2 - c1 - 1), c1 + 1);
     long long off = strtoll(num, NULL, 10);
     snprintf(num, sizeof num, "%.*s", (int)(olen - (size_t)(c2 - origin) - 1), c2 + 1);
     long long nth = strtoll(num, NULL, 10);
-    if (off < 0 || nth < 0 || nth > 0xffff) {
-        return -1;
+    if (off < 0 || off > INT64_MAX >> 16 || nth < 0 || nth > 0xffff) {
+        return -1;                       /* pos = (off << 16) | nth must fit */
     }
     int64_t pos = ((int64_t)off << 16) | nth;
     size_t klen = (size_t)(c1 - origin);

@@ -226,11 +226,26 @@ static int header(const rd_kafka_message_t *m, const char *name, char *out, size
     return 0;
 }
 
+/* A version is a content hash, 16 lowercase hex digits (eddy_reload_version); it
+ * names the file written, so nothing else ("../", "/") may pass. */
+static int is_version(const char *v)
+{
+    if (strlen(v) != 16) {
+        return 0;
+    }
+    for (int i = 0; i < 16; i++) {
+        if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Check one control record; write it to dir/<version>.lua when it may run. */
 static int accept_version(eddy_deploy *d, const rd_kafka_message_t *m, char *version)
 {
     char v[64], sig[128];
-    if (header(m, "eddy.version", v, sizeof v) || strlen(v) != 16) {
+    if (header(m, "eddy.version", v, sizeof v) || !is_version(v)) {
         eddy_log_error("deploy: a record at %s offset %lld has no eddy.version: ignored", d->topic,
                        (long long)m->offset);
         return -1;

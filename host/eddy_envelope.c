@@ -135,22 +135,39 @@ static int parse_string(parser *ps, const char **out, size_t *out_len)
     return fail(ps, "unterminated string");
 }
 
+/* strtoll/strtod read up to a character that is not part of the number, and the
+ * line is not NUL-terminated: they read a copy of its next bytes (at most 63). */
+static char *number_copy(const parser *ps, char *tmp, size_t size)
+{
+    size_t n = (size_t)(ps->end - ps->p);
+    if (n > size - 1) {
+        n = size - 1;
+    }
+    memcpy(tmp, ps->p, n);
+    tmp[n] = '\0';
+    return tmp;
+}
+
 static int parse_int(parser *ps, int64_t *out)
 {
-    char *endp;
+    char tmp[64], *endp;
+    char *s = number_copy(ps, tmp, sizeof tmp);
     errno = 0;
     double d;
-    long long v = strtoll(ps->p, &endp, 10);
-    if (endp == ps->p) {
+    long long v = strtoll(s, &endp, 10);
+    if (endp == s) {
         return fail(ps, "expected a number");
     }
-    if (endp < ps->end && (*endp == '.' || *endp == 'e' || *endp == 'E')) {
-        d = strtod(ps->p, &endp);       /* 1.7e12 style timestamps */
+    if (*endp == '.' || *endp == 'e' || *endp == 'E') {
+        d = strtod(s, &endp);           /* 1.7e12 style timestamps */
+        if (!(d > -9.2e18 && d < 9.2e18)) {
+            return fail(ps, "number out of range");
+        }
         v = (long long)d;
     } else if (errno == ERANGE) {
         return fail(ps, "number out of range");
     }
-    ps->p = endp;
+    ps->p += endp - s;
     *out = v;
     return 0;
 }
@@ -223,12 +240,13 @@ static int skip_value(parser *ps, int depth)
     }
     default:
         if (*ps->p == '-' || (*ps->p >= '0' && *ps->p <= '9')) {
-            char *endp;
-            strtod(ps->p, &endp);
-            if (endp == ps->p) {
+            char tmp[64], *endp;
+            char *num = number_copy(ps, tmp, sizeof tmp);
+            strtod(num, &endp);
+            if (endp == num) {
                 return fail(ps, "bad number");
             }
-            ps->p = endp;
+            ps->p += endp - num;
             (void)i;
             return 0;
         }

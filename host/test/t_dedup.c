@@ -38,7 +38,18 @@ int main(void)
     test_cond("malformed: one field", check(d, t, "x:1") == -1);
     test_cond("malformed: negative offset", check(d, t, "in:0:-4:0") == -1);
     test_cond("malformed: n too large", check(d, t, "in:0:4:70000") == -1);
-    test_cond("duplicates are counted", eddy_dedup_skipped(d) == 3);
+    /* found by fuzz/fuzz_dedup.c: (offset << 16) overflowed, and a wrapped position
+     * could make a new record look like a duplicate */
+    test_cond("malformed: an offset beyond 2^47 - 1", check(d, t, "big:0:140737488355328:0") == -1 &&
+              check(d, t, "big:0:9223372036854775807:65535") == -1);
+    /* found by fuzz/fuzz_dedup.c: a NUL byte in the origin's topic part made the
+     * entry unfindable (compared with strlen), so every repeat looked new */
+    test_cond("malformed: a NUL byte in the origin partition", eddy_dedup_check(d, t, "a\0b:0:1:0", 9) == -1 &&
+              eddy_dedup_check(d, t, "\0:0:1:0", 7) == -1);
+    test_cond("the largest offset that fits is new, then a duplicate",
+              check(d, t, "big:0:140737488355327:65535") == 1 &&
+              check(d, t, "big:0:140737488355327:65535") == 0);
+    test_cond("duplicates are counted", eddy_dedup_skipped(d) == 4);
     test_cond("flush writes the positions", eddy_dedup_flush(d) == 0);
     test_cond("commit", eddy_state_commit(st, err, sizeof err) == 0);
     eddy_dedup_forget(d, 2);

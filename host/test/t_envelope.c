@@ -372,6 +372,29 @@ static void test_bounds(void)
               eqn(env.payload, env.payload_len, "a\0b", 3));
 }
 
+/* Found by fuzz/fuzz_envelope.c (inputs in fuzz/corpus/envelope/regress-*). */
+static void test_fuzz_regressions(void)
+{
+    /* a number at the very end of the bytes: strtoll/strtod read a bounded copy,
+     * not the bytes after len (caught by ASan in `make asan-test`: no byte after) */
+    const char *cut[] = {"{\"payload\":\"x\",\"ts\":1", "{\"payload\":\"x\",\"ts\":1.5e",
+                         "{\"payload\":\"x\",\"extra\":-2"};
+    for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++) {
+        size_t n = strlen(cut[i]);
+        char *exact = malloc(n);
+        memcpy(exact, cut[i], n);
+        int rc = eddy_envelope_parse(&env, exact, n, errbuf, sizeof errbuf);
+        test_cond("a number ending the bytes is read within them", rc == EDDY_EPARSE);
+        free(exact);
+    }
+    /* a timestamp beyond int64 in exponent form: refused, not cast (undefined) */
+    bad("{\"payload\":\"\",\"ts\": 1.7e19}", "number out of range");
+    bad("{\"payload\":\"\",\"offset\":-1e300}", "number out of range");
+    bad("{\"payload\":\"\",\"ts\":1e999}", "number out of range");
+    test_cond("a timestamp in exponent form within range is kept",
+              parse("{\"payload\":\"\",\"ts\":1.7e12}") == 0 && env.ts == 1700000000000LL);
+}
+
 static void test_write(void)
 {
     eddy_buf b = EDDY_BUF_INIT;
@@ -486,6 +509,7 @@ int main(void)
     test_unknown_fields();
     test_errors();
     test_bounds();
+    test_fuzz_regressions();
     test_write();
     test_roundtrip();
     test_free();
