@@ -125,16 +125,30 @@ static int ks_write(void *ctx, const char *topic, int32_t partition, int32_t fal
         if (temp) {
             rd_kafka_topic_destroy(temp);
         }
-        if (ks->transactional) {
+        char why[256];
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+            /* librdkafka's own check: say which record and which setting */
+            snprintf(why, sizeof why, "a record of %zu bytes (key %zu, value %zu, and headers) "
+                     "is larger than the producer's message.max.bytes: raise it with -X "
+                     "message.max.bytes=N (the topic's max.message.bytes must allow it too)",
+                     ksize + vsize, ksize, vsize);
+        } else {
+            snprintf(why, sizeof why, "%s", rd_kafka_err2str(err));
+        }
+        if (ks->transactional && err != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
             /* the open transaction failed (an abortable error): the commit aborts it and
-             * rewinds, so this record is processed again */
+             * rewinds, so this record is processed again (a record too large fails the
+             * same way every time: it stops the job, the transaction aborted, as under
+             * at_least_once) */
             if (ks->delivery_failures++ == 0) {
                 snprintf(ks->first_failure, sizeof ks->first_failure, "cannot produce to %s: %s",
-                         topic, rd_kafka_err2str(err));
+                         topic, why);
             }
             return 0;
         }
-        eddy_log_error("kafka: cannot produce to %s: %s", topic, rd_kafka_err2str(err));
+        eddy_log_error("kafka: cannot produce to %s: %s", topic, why);
+        snprintf(ks->first_failure, sizeof ks->first_failure, "cannot produce to %s: %s",
+                 topic, why);                /* for the stop line */
         return EDDY_EKAFKA;
     }
 }
@@ -354,6 +368,12 @@ static int commit_txn(run *r)
     }
     if (!rc && r->cl && (rc = flush_all(r)) == 0 && eddy_changelog_write_markers(r->cl)) {
         snprintf(r->errstr, r->errstr_size, "cannot write the commit markers");
+        rc = EDDY_EKAFKA;
+    }
+    if (!rc && r->ks->delivery_failures) {
+        /* a record refused by produce() is not in the transaction, which would commit
+         * without it, the input offsets with it: abort instead */
+        snprintf(r->errstr, r->errstr_size, "%s", r->ks->first_failure);
         rc = EDDY_EKAFKA;
     }
     take_offsets(r);
@@ -1469,6 +1489,8 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
             if (rc) {
                 if (rc == EDDY_ESCRIPT) {
                     snprintf(errstr, errstr_size, "%s", eddy_runner_error(r.runner));
+                } else if (rc == EDDY_EKAFKA && r.ks && r.ks->first_failure[0]) {
+                    snprintf(errstr, errstr_size, "cannot write outputs: %s", r.ks->first_failure);
                 } else {
                     snprintf(errstr, errstr_size, "cannot write outputs: %s", eddy_strerror(rc));
                 }
@@ -1502,7 +1524,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
                 continue;
             }
         }
-        if (eddy_runner_wants_commit(r.runner) ||
+        if (eddy_runner_wants_commit(r.runner) || eddy_state_wants_commit(c->state) ||
             now - last_commit >= c->commit_interval_ms) {
             if ((rc = commit(&r))) {
                 goto out_noncommit;

@@ -13,6 +13,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,53 @@
 #define MAX_DEPTH 1000
 
 static const char array_mt_key = 'a';   /* registry: metatable of decoded arrays */
+
+/* Length of the UTF-8 sequence at s (1 to 4), or 0 when the bytes there are not
+ * UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
+ * JSON text is UTF-8: a value with other bytes in a string is refused when
+ * decoded (as Jackson refuses it) and when encoded (eddy would write JSON that
+ * strict readers refuse). */
+static int utf8_seq(const unsigned char *s, const unsigned char *end)
+{
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    if (c < 0xc2 || c > 0xf4) return 0;
+    if (c < 0xe0) return end - s >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c < 0xf0) {
+        if (end - s < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80) return 0;
+        if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f)) return 0;
+        return 3;
+    }
+    if (end - s < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80) {
+        return 0;
+    }
+    if ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f)) return 0;
+    return 4;
+}
+
+/* The offset of the first byte of p[0..n) that is not UTF-8, or -1. */
+static long utf8_invalid_at(const char *p, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)p, *end = s + n;
+    while (s < end) {
+        if (end - s >= 8) {                   /* ASCII 8 bytes at a time */
+            uint64_t w;
+            memcpy(&w, s, 8);
+            if (!(w & 0x8080808080808080ull)) {
+                s += 8;
+                continue;
+            }
+        }
+        if (*s < 0x80) {
+            s++;
+            continue;
+        }
+        int len = utf8_seq(s, end);
+        if (len == 0) return (long)(s - (const unsigned char *)p);
+        s += len;
+    }
+    return -1;
+}
 
 /* ---- encode ---- */
 
@@ -51,6 +99,20 @@ static void put_number(enc *e, double v)
 }
 
 static void encode_value(enc *e, int idx, int depth);
+
+/* A Lua string as a JSON string; 0 (and e->err) when it is not UTF-8. */
+static int put_string(enc *e, const char *s, size_t n)
+{
+    long bad = utf8_invalid_at(s, n);
+    if (bad >= 0) {
+        snprintf(e->errbuf, sizeof e->errbuf, "cannot encode a string that is not UTF-8 as "
+                 "JSON (byte 0x%02x at offset %ld)", (unsigned char)s[bad], bad);
+        e->err = e->errbuf;
+        return 0;
+    }
+    eddy_buf_json_string(&e->b, s, n);
+    return 1;
+}
 
 /* [-0, +0] Is the table at idx an array? Sets *len to its length. */
 static int is_array(lua_State *L, int idx, size_t *len)
@@ -126,7 +188,10 @@ static void encode_table(enc *e, int idx, int depth)
         if (kt == LUA_TSTRING) {
             size_t kl;
             const char *k = lua_tolstring(L, -2, &kl);
-            eddy_buf_json_string(&e->b, k, kl);
+            if (!put_string(e, k, kl)) {
+                lua_pop(L, 2);
+                return;
+            }
         } else if (kt == LUA_TNUMBER) {
             eddy_buf_putc(&e->b, '"');
             put_number(e, lua_tonumber(L, -2));
@@ -168,7 +233,7 @@ static void encode_value(enc *e, int idx, int depth)
     case LUA_TSTRING: {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
-        eddy_buf_json_string(&e->b, s, n);
+        put_string(e, s, n);
         break;
     }
     case LUA_TTABLE:
@@ -267,8 +332,17 @@ static void put_utf8(eddy_buf *b, unsigned cp)
 static int dstring(dec *d)
 {
     const char *s = ++d->p;
+    unsigned char any = 0;                    /* the bytes or'ed: any >= 0x80? */
     while (s < d->end && *s != '"' && *s != '\\' && (unsigned char)*s >= 0x20) {
+        any |= (unsigned char)*s;
         s++;
+    }
+    if (any & 0x80) {
+        long bad = utf8_invalid_at(d->p, (size_t)(s - d->p));
+        if (bad >= 0) {
+            d->p += bad;
+            return dfail(d, "invalid UTF-8 in string");
+        }
     }
     if (s < d->end && *s == '"') {            /* no escapes: push as is */
         lua_pushlstring(d->L, d->p, (size_t)(s - d->p));
@@ -289,8 +363,12 @@ static int dstring(dec *d)
             return dfail(d, "control character in string");
         }
         if (c != '\\') {
-            eddy_buf_putc(&d->s, c);
-            d->p++;
+            int len = utf8_seq((const unsigned char *)d->p, (const unsigned char *)d->end);
+            if (len == 0) {
+                return dfail(d, "invalid UTF-8 in string");
+            }
+            eddy_buf_append(&d->s, d->p, (size_t)len);
+            d->p += len;
             continue;
         }
         if (d->p + 1 >= d->end) {
@@ -318,6 +396,10 @@ static int dstring(dec *d)
                 cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                 d->p += 6;
             }
+            if (cp >= 0xd800 && cp <= 0xdfff) {      /* no UTF-8 for a lone surrogate */
+                d->p -= 6;
+                return dfail(d, "lone surrogate in \\u escape");
+            }
             put_utf8(&d->s, cp);
             break;
         }
@@ -342,7 +424,9 @@ static int dnumber(dec *d)
     int64_t iv = 0;
     int digits = 0, integral = 1;
     while (q < d->end && *q >= '0' && *q <= '9') {
-        iv = iv * 10 + (*q - '0');
+        if (digits < 15) {
+            iv = iv * 10 + (*q - '0');   /* used only up to 15 digits: it cannot overflow */
+        }
         digits++;
         q++;
     }

@@ -646,6 +646,15 @@ describe("late-record counting (KS dropped-records)", function()
             for _, k in ipairs(keys(from, to)) do kv[k] = nil end
         end
         function s:raw_first(from, to) return keys(from, to)[1] end
+        function s:raw_collect(from, to, max)
+            local ks, vs, n = {}, {}, 0
+            for _, k in ipairs(keys(from, to)) do
+                if n == max then break end
+                n = n + 1
+                ks[n], vs[n] = k, kv[k]
+            end
+            return ks, vs, n
+        end
         return s
     end
 

@@ -257,7 +257,10 @@ function _M.build_side(node, nxt, S, B)
             B.nil_keys = B.nil_keys + 1
             return
         end
-        if v == nil or ts < 0 then return end   -- Kafka Streams skips null values
+        if v == nil then return end             -- Kafka Streams skips null values
+        if ts < 0 then                          -- (KS's default extractor fails on it)
+            error(("join %s: a record's timestamp must not be negative, got %d"):format(spec.name, ts), 0)
+        end
         local kb = kenc(k)
         local wid = be4(#kb) .. kb
         rt.expire(st)

@@ -103,8 +103,9 @@ end
 -- Runtime ------------------------------------------------------------------
 
 local function check_ts(ts, what)
-    if type(ts) ~= "number" or ts ~= ts or ts == huge or ts == -huge then
-        error(what .. ": a timestamp must be a finite number of milliseconds, got " .. tostring(ts), 3)
+    if type(ts) ~= "number" or ts ~= ts or ts >= 2 ^ 53 or ts <= -2 ^ 53 then  -- exact as a double
+        error(what .. ": a timestamp must be a number of milliseconds within -2^53..2^53, got "
+            .. tostring(ts), 3)
     end
     return floor(ts)
 end

@@ -60,10 +60,21 @@ _M.STAGE_DESERIALIZE, _M.STAGE_PROCESS, _M.STAGE_SERIALIZE = 1, 2, 3
 
 local EMPTY_HEADERS = setmetatable({}, { __newindex = function() error("rec.headers is read-only", 2) end })
 
+-- Timestamps are Lua numbers (doubles), exact within -2^53..2^53 ms (285,000 years either way).
+-- Beyond that a window's arithmetic stops advancing (INT64 max hung a tumbling
+-- window) and the int64 written back wraps (INT64 max came out as INT64 min), so
+-- such a record fails with this reason (the DLQ) before it can move stream time.
+local MAX_TS = 2 ^ 53
+local function ts_out_of_range(ts, what)
+    error(("%s %s is out of range: eddy handles timestamps within -2^53..2^53 ms"):format(what,
+        type(ts) == "number" and ("%.0f"):format(ts) or tostring(ts):gsub("LL$", "")), 0)
+end
+
 local function check_ts(ts, what)
     if type(ts) ~= "number" or ts ~= ts then
         error(what .. " must return a number of milliseconds, got " .. type(ts), 0)
     end
+    if ts >= MAX_TS or ts <= -MAX_TS then ts_out_of_range(ts, what .. ": the timestamp") end
     return floor(ts)
 end
 
@@ -779,6 +790,8 @@ function _M.compile(job, B, topo, app_id, kafka, partitions)
                 B.stage = 2
                 if src.tsx then rec.ts = check_ts(src.tsx(k, v, rec), "the source's timestamp extractor") end
             end
+            local ts = rec.ts
+            if ts >= MAX_TS or ts <= -MAX_TS then ts_out_of_range(r.ts, "the record's timestamp") end
             if S then
                 if src.global then
                     -- a global table: its own task; no stream time; offsets per partition

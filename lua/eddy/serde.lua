@@ -33,10 +33,14 @@ local builtin = {
         decode = function(s)
             local n = not find(s, "[xXnNiI%s]") and tonumber(s)   -- decimal text only
             if not n then error("not a number: " .. (#s > 40 and s:sub(1, 40) .. "..." or s), 0) end
+            if n - n ~= 0 then                        -- 1e999: beyond a double
+                error("number out of range: " .. (#s > 40 and s:sub(1, 40) .. "..." or s), 0)
+            end
             return n
         end,
         encode = function(v)
             if type(v) ~= "number" then error("number serde cannot encode a " .. type(v), 0) end
+            if v - v ~= 0 then error("number serde cannot encode " .. tostring(v) .. " (not a finite number)", 0) end
             if v == math.floor(v) and v > -2^53 and v < 2^53 then return ("%d"):format(v) end
             for prec = 14, 16 do                      -- the shortest text that reads back the same
                 local s = ("%." .. prec .. "g"):format(v)

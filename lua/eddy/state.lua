@@ -75,7 +75,9 @@ function _M.new(B)
     local stores = {}
 
     local function kv_error(what)
-        error(what .. ": " .. ffi_string(C.eddy_kv_error(B)), 3)
+        local msg = ffi_string(C.eddy_kv_error(B))
+        if sub(msg, 1, #what) == what then error(msg, 3) end     -- it names the store already
+        error(what .. ": " .. msg, 3)
     end
 
     local Store = {}
@@ -86,7 +88,12 @@ function _M.new(B)
     -- other (LMDB has no empty keys); range/prefix bounds carry it too.
     local function keystr(k, name)
         local t = type(k)
-        if t == "string" then return "=" .. k end
+        if t == "string" then
+            if #k > 510 then        -- LMDB's key limit (511) less the tag
+                error(("store %s: a key is at most 510 bytes, got one of %d"):format(name, #k), 3)
+            end
+            return "=" .. k
+        end
         if t == "number" or t == "boolean" then return "=" .. tostring(k) end
         error("store " .. name .. ": keys are strings or numbers, got a " .. t, 3)
     end
@@ -213,6 +220,21 @@ function _M.new(B)
             end
             return ffi_string(kp[0], kl[0]), ffi_string(vp[0], vl[0])
         end
+    end
+    --- At most `max` keys of [from, to) and their values, in key order (no iterator
+    --- left open): keys, values, count.
+    function Store:raw_collect(from, to, max)
+        local task, db = self:db()
+        local it = C.eddy_kv_iter(B, task, db, from or "", from and #from or 0, to or "", to and #to or 0)
+        if it < 0 then kv_error("store " .. self.name) end
+        local ks, vs, n = {}, {}, 0
+        while n < max do
+            if C.eddy_kv_next(B, it, kp, kl, vp, vl) == 0 then return ks, vs, n end
+            n = n + 1
+            ks[n], vs[n] = ffi_string(kp[0], kl[0]), ffi_string(vp[0], vl[0])
+        end
+        C.eddy_kv_iter_close(B, it)
+        return ks, vs, n
     end
     --- The first key in [from, to), or nil (no iterator left open).
     function Store:raw_first(from, to)

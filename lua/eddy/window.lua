@@ -271,13 +271,17 @@ function _M.build(node, ctx)
             end
         end
         if eb <= 0 then return end
-        local ks, _, n = collect(idx:raw_iter(be8(0), be8(eb)))
-        if n == 0 then return end
-        for i = 1, n do
-            if final and eb == cb then emit_final(ks[i]) end
-            store:raw_delete((main_key_of(ks[i])))
-        end
-        idx:delete_range(be8(0), be8(eb))
+        -- in chunks: a burst of keys can close a million windows at once
+        local from, upto, any = be8(0), be8(eb), false
+        repeat
+            local ks, _, n = idx:raw_collect(from, upto, 4096)
+            for i = 1, n do
+                if final and eb == cb then emit_final(ks[i]) end
+                store:raw_delete((main_key_of(ks[i])))
+            end
+            if n > 0 then any, from = true, ks[n] .. "\0" end
+        until n < 4096
+        if any then idx:delete_range(be8(0), upto) end
     end
 
     -- Per-task wall-clock activity, for idle_advance.
@@ -531,7 +535,11 @@ function _M.build(node, ctx)
         -- Null values: count counts them (KS's windowed count does); reduce and
         -- aggregate skip them (as eddy's non-windowed aggregations do); sliding
         -- windows skip them for all three (KStreamSlidingWindowAggregate).
-        if ts >= 0 and (v ~= nil or (agg_kind == "count" and kind ~= "sliding")) then
+        if v ~= nil or (agg_kind == "count" and kind ~= "sliding") then
+            if ts < 0 then                      -- (KS's default extractor fails on it)
+                error(("window %s: a record's timestamp must not be negative, got %d"):format(
+                    node.store, ts), 0)
+            end
             check_index()
             local kb = kenc(k)
             process(k, v, rec, ts, st, be4(#kb) .. kb)
