@@ -396,6 +396,8 @@ void eddy_job_destroy(eddy_job *job)
         if (getenv("EDDY_JIT_P") && luaL_dostring(job->L, "require('jit.p').stop()") != 0) {
             lua_pop(job->L, 1);
         }
+        /* LuaJIT frees its own arena at close only while its own allocator is set */
+        lua_setallocf(job->L, job->allocf, job->allocud);
         lua_close(job->L);
     }
     eddy_batch_destroy(job->batch);
