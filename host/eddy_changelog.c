@@ -611,8 +611,8 @@ static int marker_offsets(eddy_state *st, int32_t task, const char *marker)
         }
         char tp[512];
         snprintf(tp, sizeof tp, "%.*s", (int)(at - p), p);
-        if (eddy_state_set_meta(st, task, "__offsets", tp, strtoll(at + 1, NULL, 10))) {
-            return -1;
+        if (tp[0] && eddy_state_set_meta(st, task, "__offsets", tp, strtoll(at + 1, NULL, 10))) {
+            return -1;                /* (an entry without a topic is skipped: not eddy's) */
         }
         p = strpbrk(at, ", ");
         p = p && *p == ',' ? p + 1 : NULL;
