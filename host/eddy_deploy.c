@@ -7,6 +7,7 @@
 #include "eddy.h"
 #include "eddy_log.h"
 #include "eddy_clock.h"
+#include "eddy_kafka.h"
 
 #include <librdkafka/rdkafka.h>
 #include <openssl/crypto.h>
@@ -115,6 +116,7 @@ int eddy_deploy_publish(const char *script_path, const char *version, const char
     }
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     rd_kafka_conf_set(kc, "enable.idempotence", "true", NULL, 0);
+    rd_kafka_conf_set_log_cb(kc, eddy_kafka_log_cb);
     if (set_props(kc, brokers, props, nprops, errstr, errstr_size)) {
         rd_kafka_conf_destroy(kc);
         free(script);
@@ -175,6 +177,7 @@ int eddy_deploy_follow(eddy_deploy **out, const char *brokers, const char *app_i
     rd_kafka_conf_set(kc, "enable.auto.commit", "false", NULL, 0);
     rd_kafka_conf_set(kc, "enable.partition.eof", "true", NULL, 0);
     rd_kafka_conf_set(kc, "allow.auto.create.topics", "true", NULL, 0);
+    rd_kafka_conf_set_log_cb(kc, eddy_kafka_log_cb);     /* its lines as eddy's */
     if (set_props(kc, brokers, props, nprops, errstr, errstr_size)) {
         rd_kafka_conf_destroy(kc);
         eddy_deploy_destroy(d);

@@ -223,7 +223,7 @@ typedef struct run {
     size_t        errstr_size;
 } run;
 
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+void eddy_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     if (strstr(buf, "is a consumer property and will be ignored") ||
         strstr(buf, "is a producer property and will be ignored")) {
@@ -1100,7 +1100,7 @@ static rd_kafka_t *assign_consumer(const eddy_kafka_conf *c, const char *suffix,
     }
     defaults[n] = NULL;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_log_cb(conf, eddy_kafka_log_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_t *rk = NULL;
     if (set_props(conf, c, defaults, errstr, errstr_size) != 0 ||
@@ -1192,7 +1192,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
 
     /* producer */
     rd_kafka_conf_t *pc = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(pc, log_cb);
+    rd_kafka_conf_set_log_cb(pc, eddy_kafka_log_cb);
     rd_kafka_conf_set_error_cb(pc, error_cb);
     if ((rc = set_props(pc, c, pdefaults, errstr, errstr_size))) {
         rd_kafka_conf_destroy(pc);
@@ -1237,7 +1237,7 @@ int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *c, char *errstr, size_t
 
     /* consumer */
     rd_kafka_conf_t *cc = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(cc, log_cb);
+    rd_kafka_conf_set_log_cb(cc, eddy_kafka_log_cb);
     rd_kafka_conf_set_error_cb(cc, error_cb);
     if ((rc = set_props(cc, c, cdefaults, errstr, errstr_size))) {
         rd_kafka_conf_destroy(cc);

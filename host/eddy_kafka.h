@@ -39,4 +39,9 @@ typedef struct eddy_kafka_conf {
  */
 int eddy_kafka_run(eddy_job *job, const eddy_kafka_conf *conf, char *errstr, size_t errstr_size);
 
+/** @brief librdkafka's log lines as eddy's (level, format, --log-format json), for
+ *         every client eddy creates (rd_kafka_conf_set_log_cb). */
+struct rd_kafka_s;
+void eddy_kafka_log_cb(const struct rd_kafka_s *rk, int level, const char *fac, const char *buf);
+
 #endif
