@@ -41,7 +41,7 @@ build/eddy: build/main.o $(OBJS)
 build:
 	@mkdir -p build/test
 
-build/test/%: host/test/%.c $(OBJS) host/test/testhelp.h | build
+build/test/%: host/test/%.c $(OBJS) host/test/*.h | build
 	$(CC) $(CFLAGS) -Ihost $(LDFLAGS) -o $@ $< $(OBJS) $(LDLIBS)
 
 build/asan/%.o: host/%.c host/*.h
@@ -51,7 +51,7 @@ build/asan/%.o: host/%.c host/*.h
 build/asan/eddy: build/asan/main.o $(ASAN_OBJS)
 	$(CC) $(ASAN_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-build/asan/test/%: host/test/%.c $(ASAN_OBJS) host/test/testhelp.h
+build/asan/test/%: host/test/%.c $(ASAN_OBJS) host/test/*.h
 	@mkdir -p build/asan/test
 	$(CC) $(CFLAGS) $(ASAN_CFLAGS) -Ihost $(LDFLAGS) -o $@ $< $(ASAN_OBJS) $(LDLIBS)
 

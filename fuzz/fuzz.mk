@@ -33,7 +33,7 @@ build/fuzz/obj/%.o: host/%.c host/*.h
 	@mkdir -p build/fuzz/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
 
-build/fuzz/%: fuzz/fuzz_%.c $(FUZZ_OBJS) host/*.h
+build/fuzz/%: fuzz/fuzz_%.c $(FUZZ_OBJS) host/*.h host/test/*.h
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Ihost -DEDDY_FUZZ_ROOT=\"$(CURDIR)\" -fsanitize=fuzzer -Wl,-E -o $@ $< \
 	    $(filter-out $(FUZZ_INCLUDED_$*),$(FUZZ_OBJS)) $(FUZZ_LDLIBS)

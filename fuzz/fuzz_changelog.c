@@ -17,35 +17,7 @@
 #include <librdkafka/rdkafka.h>
 #include <string.h>
 
-struct rd_kafka_headers_s {          /* opaque in librdkafka: the fake's own */
-    int         n;
-    const char *name[4];
-    const void *value[4];
-    size_t      size[4];
-};
-
-static rd_kafka_resp_err_t fake_message_headers(const rd_kafka_message_t *m,
-                                                rd_kafka_headers_t **hdrsp)
-{
-    *hdrsp = m->_private;
-    return *hdrsp && (*hdrsp)->n ? RD_KAFKA_RESP_ERR_NO_ERROR : RD_KAFKA_RESP_ERR__NOENT;
-}
-
-static rd_kafka_resp_err_t fake_header_get_last(const rd_kafka_headers_t *h, const char *name,
-                                                const void **valuep, size_t *sizep)
-{
-    for (int i = h->n - 1; i >= 0; i--) {
-        if (!strcmp(h->name[i], name)) {
-            *valuep = h->value[i];
-            *sizep = h->size[i];
-            return RD_KAFKA_RESP_ERR_NO_ERROR;
-        }
-    }
-    return RD_KAFKA_RESP_ERR__NOENT;
-}
-
-#define rd_kafka_message_headers fake_message_headers
-#define rd_kafka_header_get_last fake_header_get_last
+#include "../host/test/fake_headers.h"
 #include "../host/eddy_changelog.c"
 #undef rd_kafka_message_headers
 #undef rd_kafka_header_get_last
@@ -134,14 +106,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         struct rd_kafka_headers_s h = {0};
         if (*flags & 1) {
-            h.name[h.n] = "eddy.commit";
-            h.value[h.n] = "1";
-            h.size[h.n++] = 1;
+            fake_header_add(&h, "eddy.commit", "1", 1);
         }
         if (*flags & 2) {
-            h.name[h.n] = "eddy.db";
-            h.value[h.n] = dc;
-            h.size[h.n++] = dblen;
+            fake_header_add(&h, "eddy.db", dc, dblen);
         }
         rd_kafka_message_t m = {0};
         m.key = *flags & 4 ? NULL : kc;

@@ -22,32 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct rd_kafka_headers_s {          /* opaque in librdkafka: the fake's own */
-    int         n;
-    const char *name[4];
-    const void *value[4];
-    size_t      size[4];
-};
-
-static rd_kafka_resp_err_t fake_message_headers(const rd_kafka_message_t *m,
-                                                rd_kafka_headers_t **hdrsp)
-{
-    *hdrsp = m->_private;
-    return *hdrsp && (*hdrsp)->n ? RD_KAFKA_RESP_ERR_NO_ERROR : RD_KAFKA_RESP_ERR__NOENT;
-}
-
-static rd_kafka_resp_err_t fake_header_get_last(const rd_kafka_headers_t *h, const char *name,
-                                                const void **valuep, size_t *sizep)
-{
-    for (int i = h->n - 1; i >= 0; i--) {
-        if (!strcmp(h->name[i], name)) {
-            *valuep = h->value[i];
-            *sizep = h->size[i];
-            return RD_KAFKA_RESP_ERR_NO_ERROR;
-        }
-    }
-    return RD_KAFKA_RESP_ERR__NOENT;
-}
+#include "../host/test/fake_headers.h"
 
 static const char *fuzz_dir = "/nonexistent/eddy-fuzz-deploy";
 
@@ -68,8 +43,6 @@ static FILE *fake_fopen(const char *path, const char *mode)
     return fopen("/dev/null", mode);
 }
 
-#define rd_kafka_message_headers fake_message_headers
-#define rd_kafka_header_get_last fake_header_get_last
 #define fopen fake_fopen
 #include "../host/eddy_deploy.c"
 #undef rd_kafka_message_headers
@@ -119,14 +92,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     struct rd_kafka_headers_s h = {0};
     if (flags & 1) {
-        h.name[h.n] = "eddy.version";
-        h.value[h.n] = v;
-        h.size[h.n++] = vlen;
+        fake_header_add(&h, "eddy.version", v, vlen);
     }
     if (flags & 2) {
-        h.name[h.n] = "eddy.signature";
-        h.value[h.n] = sig;
-        h.size[h.n++] = slen;
+        fake_header_add(&h, "eddy.signature", sig, slen);
     }
     rd_kafka_message_t m = {0};
     m.payload = plen || !(flags & 64) ? payload : NULL;

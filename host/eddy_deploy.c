@@ -279,7 +279,8 @@ static int accept_version(eddy_deploy *d, const rd_kafka_message_t *m, char *ver
         eddy_log_error("deploy: cannot write %s", d->path);
         return -1;
     }
-    snprintf(version, 17, "%s", v);
+    memcpy(version, v, 16);              /* is_version: exactly 16 hex digits */
+    version[16] = '\0';
     return 0;
 }
 

@@ -5,6 +5,14 @@ local _M = {}
 _M.ROOT = os.getenv("EDDY_ROOT") or "."
 _M.EDDY = os.getenv("EDDY_BIN") or _M.ROOT .. "/build/eddy"   -- EDDY_BIN: e.g. the sanitized build (tools/asan.sh)
 
+--- Why valgrind cannot check the binary under test (not installed; the sanitized
+--- build, tools/asan.sh), or nil when it can.
+function _M.no_valgrind()
+    if os.execute("command -v valgrind > /dev/null 2>&1") ~= 0 then return "valgrind is not installed" end
+    if os.getenv("EDDY_BIN") then return "EDDY_BIN (the sanitized build, tools/asan.sh) does not run under valgrind" end
+    return nil
+end
+
 local function shell_quote(s)
     return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end

@@ -48,12 +48,8 @@ end
 
 describe("memcheck", function()
     it("a file-mode job with a window, a repartition and DLQ records: no leak, no invalid access (valgrind)", function()
-        if os.execute("command -v valgrind > /dev/null 2>&1") ~= 0 then
-            pending("valgrind is not installed")
-            return
-        end
-        if os.getenv("EDDY_BIN") then
-            pending("EDDY_BIN (the sanitized build, tools/asan.sh) does not run under valgrind")
+        if h.no_valgrind() then
+            pending(h.no_valgrind())
             return
         end
         local dir = h.tmpdir()

@@ -716,12 +716,8 @@ return job
     end)
 
     it("no invalid memory access around a rollback (valgrind)", function()
-        if os.execute("command -v valgrind > /dev/null 2>&1") ~= 0 then
-            pending("valgrind is not installed")
-            return
-        end
-        if os.getenv("EDDY_BIN") then
-            pending("EDDY_BIN (the sanitized build, tools/asan.sh) does not run under valgrind")
+        if h.no_valgrind() then
+            pending(h.no_valgrind())
             return
         end
         local opts = ", reload_rollback_errors = 3"

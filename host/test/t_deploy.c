@@ -11,34 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct rd_kafka_headers_s {          /* opaque in librdkafka: the fake's own */
-    int         n;
-    const char *name[4];
-    const char *value[4];
-};
-
-static rd_kafka_resp_err_t fake_message_headers(const rd_kafka_message_t *m,
-                                                rd_kafka_headers_t **hdrsp)
-{
-    *hdrsp = m->_private;
-    return RD_KAFKA_RESP_ERR_NO_ERROR;
-}
-
-static rd_kafka_resp_err_t fake_header_get_last(const rd_kafka_headers_t *h, const char *name,
-                                                const void **valuep, size_t *sizep)
-{
-    for (int i = h->n - 1; i >= 0; i--) {
-        if (!strcmp(h->name[i], name)) {
-            *valuep = h->value[i];
-            *sizep = strlen(h->value[i]);
-            return RD_KAFKA_RESP_ERR_NO_ERROR;
-        }
-    }
-    return RD_KAFKA_RESP_ERR__NOENT;
-}
-
-#define rd_kafka_message_headers fake_message_headers
-#define rd_kafka_header_get_last fake_header_get_last
+#include "fake_headers.h"
 #define eddy_deploy_sign    t_deploy_sign
 #define eddy_deploy_publish t_deploy_publish
 #define eddy_deploy_follow  t_deploy_follow
@@ -60,12 +33,10 @@ static int check(const char *key, int allow_unsigned, const char *version, const
 {
     struct rd_kafka_headers_s h = {0};
     if (version) {
-        h.name[h.n] = "eddy.version";
-        h.value[h.n++] = version;
+        fake_header_add(&h, "eddy.version", version, strlen(version));
     }
     if (sig) {
-        h.name[h.n] = "eddy.signature";
-        h.value[h.n++] = sig;
+        fake_header_add(&h, "eddy.signature", sig, strlen(sig));
     }
     rd_kafka_message_t m = {0};
     m.payload = (void *)payload;
