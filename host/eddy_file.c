@@ -198,21 +198,23 @@ static int between_batches(reader *rd, int quiet, char *errstr, size_t errstr_si
     }
     const eddy_file_conf *conf = rd->conf;
     int64_t now = eddy_mono_us();
-    if (!quiet && now - rd->last_commit < (int64_t)conf->commit_interval_ms * 1000 &&
-        !eddy_state_wants_commit(eddy_runner_state(rd->runner))) {
-        if (conf->http) {
-            eddy_http_serve(conf->http, eddy_runner_job(rd->runner), eddy_runner_state(rd->runner));
+    int due = quiet || now - rd->last_commit >= (int64_t)conf->commit_interval_ms * 1000 ||
+              eddy_state_wants_commit(eddy_runner_state(rd->runner));
+    if (due) {
+        rd->last_commit = now;
+        if ((rc = eddy_runner_commit(rd->runner, errstr, errstr_size))) {
+            return rc;
         }
-        return 0;
-    }
-    rd->last_commit = now;
-    if ((rc = eddy_runner_commit(rd->runner, errstr, errstr_size))) {
-        return rc;
     }
     if (conf->http) {
         eddy_http_serve(conf->http, eddy_runner_job(rd->runner), eddy_runner_state(rd->runner));
-        eddy_status_sizes(eddy_job_lua_bytes(eddy_runner_job(rd->runner)),
-                          eddy_state_bytes(eddy_runner_state(rd->runner)));
+        if (due) {
+            eddy_status_sizes(eddy_job_lua_bytes(eddy_runner_job(rd->runner)),
+                              eddy_state_bytes(eddy_runner_state(rd->runner)));
+        }
+    }
+    if (!due) {
+        return 0;
     }
     eddy_job *next = conf->reload ? eddy_reload_poll(conf->reload, eddy_runner_job(rd->runner))
                                   : NULL;

@@ -158,7 +158,15 @@ static void memory_check(eddy_job *job, char *msg, size_t size)
     snprintf(msg, size, "the Lua memory limit was reached (lua_memory_limit = %.0f MiB): %s",
              (double)job->mem_limit / 1048576.0, m);
     lua_gc(job->L, LUA_GCCOLLECT, 0);
-    job->mem_hit = 0;
+}
+
+/* A protected call of the script's code: lua_memory_limit applies inside it. */
+static int script_pcall(eddy_job *job, int nargs, int nresults)
+{
+    job->mem_guard++;
+    int rc = pcall(job->L, nargs, nresults);
+    job->mem_guard--;
+    return rc;
 }
 
 static char *strdup_or_die(const char *s)
@@ -322,10 +330,7 @@ int eddy_job_load(eddy_job **out, const char *script, const char *lua_dir,
         errline(L, errstr, errstr_size);
         goto err;
     }
-    job->mem_guard++;
-    int prc = pcall(L, 0, 1);
-    job->mem_guard--;
-    if (prc != 0) {
+    if (script_pcall(job, 0, 1) != 0) {
         errline(L, errstr, errstr_size);
         memory_check(job, errstr, errstr_size);
         goto err;
@@ -570,10 +575,7 @@ int eddy_job_run_batch(eddy_job *job, eddy_job_error_cb *on_error, void *opaque)
     while (start < b->n) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, job->run_ref);
         lua_pushinteger(L, start);
-        job->mem_guard++;
-        int prc = pcall(L, 1, 0);
-        job->mem_guard--;
-        if (prc == 0) {
+        if (script_pcall(job, 1, 0) == 0) {
             break;
         }
         char msg[2048];
@@ -605,10 +607,7 @@ int eddy_job_tick(eddy_job *job, char *errstr, size_t errstr_size)
     }
     lua_pushnumber(L, (lua_Number)job->batch->wall_ms);
     int rc = 0;
-    job->mem_guard++;
-    int prc = pcall(L, 1, 0);
-    job->mem_guard--;
-    if (prc != 0) {
+    if (script_pcall(job, 1, 0) != 0) {
         errline(L, errstr, errstr_size);
         memory_check(job, errstr, errstr_size);
         rc = EDDY_ESCRIPT;

@@ -243,6 +243,19 @@ static task *task_get(eddy_state *st, int32_t id)
     return t;
 }
 
+/* The bytes of @p t's map in use (up to its last page) and the map's size. */
+static int map_usage(task *t, size_t *used, size_t *mapsize)
+{
+    MDB_envinfo info;
+    MDB_stat stat;
+    if (mdb_env_info(t->env, &info) || mdb_env_stat(t->env, &stat)) {
+        return -1;
+    }
+    *used = (info.me_last_pgno + 1) * (size_t)stat.ms_psize;
+    *mapsize = info.me_mapsize;
+    return 0;
+}
+
 /* How much an interval may write before its commit comes early. A write
  * transaction copies each page it changes (copy-on-write) and pages freed by
  * it are reused only after its commit: in the worst case it needs a copy of
@@ -252,15 +265,10 @@ static task *task_get(eddy_state *st, int32_t id)
  * and halved again as a margin for the branch pages above. */
 static void note_room(task *t)
 {
-    MDB_envinfo info;
-    MDB_stat stat;
+    size_t used, mapsize;
     t->written = 0;
-    if (mdb_env_info(t->env, &info) || mdb_env_stat(t->env, &stat)) {
-        t->room = 0;
-        return;
-    }
-    size_t used = (info.me_last_pgno + 1) * (size_t)stat.ms_psize;
-    t->room = info.me_mapsize > 2 * used ? (info.me_mapsize - 2 * used) / 4 : 0;
+    t->room = map_usage(t, &used, &mapsize) == 0 && mapsize > 2 * used
+                  ? (mapsize - 2 * used) / 4 : 0;
 }
 
 static MDB_txn *task_txn(eddy_state *st, task *t)
@@ -294,14 +302,9 @@ int eddy_state_wants_commit(const eddy_state *st)
 /* grow the map between transactions when it is more than half full */
 static void maybe_grow(eddy_state *st, task *t)
 {
-    MDB_envinfo info;
-    MDB_stat stat;
-    if (mdb_env_info(t->env, &info) || mdb_env_stat(t->env, &stat)) {
-        return;
-    }
-    size_t used = (info.me_last_pgno + 1) * (size_t)stat.ms_psize;
-    if (used > info.me_mapsize / 2) {
-        size_t ns = info.me_mapsize * 2;
+    size_t used, mapsize;
+    if (map_usage(t, &used, &mapsize) == 0 && used > mapsize / 2) {
+        size_t ns = mapsize * 2;
         if (mdb_env_set_mapsize(t->env, ns) == 0) {
             eddy_log_info("state: task %d_%d map grown to %zu MiB", t->id >> 16, t->id & 0xffff,
                           ns >> 20);
